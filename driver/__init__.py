@@ -1,0 +1,1 @@
+"""barsmith driver: thin Typer orchestration around dbt."""

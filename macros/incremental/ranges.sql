@@ -1,0 +1,225 @@
+{#- Range-based incremental maintenance (bars.md §9.3, emas.md §6, refresh.md §11).
+
+    Every incremental model follows one recipe:
+      1. pre-hook  barsmith_prepare_ranges(): compares the model's input with the fingerprint of
+         its last run and writes the temp table pg_temp.<model>__ranges(id, part, from_ts, mode,
+         signature): the (id, part) pairs to recompute and the instant from which on.
+           mode 'rebuild': new id/part, rows inserted or deleted at or before the last seen
+                           instant, a changed signature (time zone, timeframe definition) or
+                           var('rebuild_ids'); from_ts = -infinity.
+           mode 'range'  : a row at or before the last seen instant changed (or the lookback
+                           window re-reads it); from_ts = earliest such instant.
+           mode 'append' : only rows after the last seen instant are new.
+         On a full build every (id, part) of the input is listed with mode 'rebuild'.
+      2. the model SQL recomputes the listed ranges only (see each model);
+      3. strategy replace_ranges: deletes the target rows of each range and inserts the new rows;
+      4. post-hook barsmith_record_fingerprints(): stores the new fingerprint of the listed pairs.
+    All four steps run in the model's single transaction. -#}
+
+{% macro ranges_relation() -%}
+    pg_temp.{{ this.identifier }}__ranges
+{%- endmacro %}
+
+{#- input_sql: select returning (id, ts, changed_at) for the rows the model reads.
+    parts_sql: select returning (part, signature); default one part ''. -#}
+{% macro barsmith_prepare_ranges(model_key, input_sql, parts_sql=none, lookback_days=0) %}
+    {%- set parts = parts_sql or "select ''::text as part, 'v1'::text as signature" -%}
+    {% if not is_incremental() %}
+        delete from {{ fingerprint_table() }} where model = {{ sql_string(model_key) }};
+    {% endif %}
+    drop table if exists {{ ranges_relation() }};
+    create temp table {{ this.identifier }}__ranges as
+    with input_rows as (
+        {{ input_sql }}
+    ),
+
+    parts as (
+        {{ parts }}
+    ),
+
+    input_ids as (
+        select distinct id from input_rows
+    ),
+
+    fingerprints as (
+        select * from {{ fingerprint_table() }}
+        where model = {{ sql_string(model_key) }} and {{ asset_filter('id') }}
+    ),
+
+    wanted as (
+        select
+            input_ids.id,
+            parts.part,
+            parts.signature
+        from input_ids cross join parts
+    ),
+
+    {% if is_incremental() %}
+        seen_states as (
+            select distinct
+                f.id,
+                f.max_ts,
+                f.max_changed_at
+            from fingerprints as f
+            inner join wanted as w on f.id = w.id and f.part = w.part
+        ),
+
+        input_vs_seen as (
+            select
+                s.id,
+                s.max_ts,
+                s.max_changed_at,
+                count(*) filter (where r.ts <= s.max_ts) as n_old,
+                coalesce(sum(extract(epoch from r.ts)) filter (where r.ts <= s.max_ts), 0) as sum_old,
+                min(r.ts) filter (
+                    where r.ts > s.max_ts or r.changed_at > s.max_changed_at
+                ) as changed_from
+            from seen_states as s
+            inner join input_rows as r on s.id = r.id
+            group by s.id, s.max_ts, s.max_changed_at
+        ),
+
+        classified as (
+            select
+                w.id,
+                w.part,
+                w.signature,
+                case
+                    when f.id is null
+                        or f.signature <> w.signature
+                        or v.n_old <> f.n_rows
+                        or v.sum_old <> f.sum_epoch
+                        or w.id = any({{ rebuild_ids_array() }})
+                        then '-infinity'::timestamptz
+                    {% if lookback_days | int > 0 %}
+                        else least(v.changed_from, f.max_ts - interval '{{ lookback_days | int }} days' + interval '1 microsecond')
+                    {% else %}
+                        else v.changed_from
+                    {% endif %}
+                end as from_ts,
+                f.max_ts as seen_max_ts
+            from wanted as w
+            left join fingerprints as f on w.id = f.id and w.part = f.part
+            left join input_vs_seen as v
+                on f.id = v.id and f.max_ts = v.max_ts and f.max_changed_at = v.max_changed_at
+        ),
+
+        vanished as (
+            -- (id, part) pairs seen before that the input no longer has: delete their rows
+            select
+                f.id,
+                f.part,
+                f.signature,
+                '-infinity'::timestamptz as from_ts,
+                null::timestamptz as seen_max_ts
+            from fingerprints as f
+            where
+                not exists (select 1 from input_ids as i where i.id = f.id)
+                and (f.part in (select p.part from parts as p) or f.part = '')
+        ),
+
+        ranges as (
+            select * from classified where from_ts is not null
+            union all
+            select * from vanished
+        )
+    {% else %}
+        ranges as (
+            select
+                id,
+                part,
+                signature,
+                '-infinity'::timestamptz as from_ts,
+                null::timestamptz as seen_max_ts
+            from wanted
+        )
+    {% endif %}
+
+    select
+        id,
+        part,
+        signature,
+        from_ts,
+        case
+            when from_ts = '-infinity'::timestamptz then 'rebuild'
+            when from_ts > seen_max_ts then 'append'
+            else 'range'
+        end as mode
+    from ranges;
+
+    create index on {{ ranges_relation() }} (id, part);
+    analyze {{ ranges_relation() }};
+{% endmacro %}
+
+{% macro barsmith_record_fingerprints(model_key, input_sql) %}
+    delete from {{ fingerprint_table() }} as f
+    using {{ ranges_relation() }} as r
+    where f.model = {{ sql_string(model_key) }} and f.id = r.id and f.part = r.part;
+
+    insert into {{ fingerprint_table() }} (
+        model, id, part, n_rows, sum_epoch, max_ts, max_changed_at, signature
+    )
+    with input_rows as (
+        {{ input_sql }}
+    ),
+
+    per_id as (
+        select
+            id,
+            count(*) as n_rows,
+            sum(extract(epoch from ts)) as sum_epoch,
+            max(ts) as max_ts,
+            max(changed_at) as max_changed_at
+        from input_rows
+        where id in (select r.id from {{ ranges_relation() }} as r)
+        group by id
+    )
+
+    select
+        {{ sql_string(model_key) }},
+        p.id,
+        r.part,
+        p.n_rows,
+        p.sum_epoch,
+        p.max_ts,
+        p.max_changed_at,
+        r.signature
+    from per_id as p
+    inner join {{ ranges_relation() }} as r on p.id = r.id;
+{% endmacro %}
+
+{#- Custom incremental strategy: replace the listed ranges (see the header of this file).
+    Model config:
+      range_column      the instant column of the target (e.g. '"timestamp"', 'time_close', 'ts')
+      range_part_match  SQL matching a target row t to a range row r on `part`
+                        (e.g. 't.tf = r.part'); omit for per-id models.
+    Recomputed rows may start before from_ts (the start of the affected bar): the second delete
+    clears every target row at or after the first recomputed row of each (id, part). -#}
+{% macro get_incremental_replace_ranges_sql(arg_dict) %}
+    {%- set target = arg_dict['target_relation'] -%}
+    {%- set new_rows = arg_dict['temp_relation'] -%}
+    {%- set columns = arg_dict['dest_columns'] | map(attribute='quoted') | join(', ') -%}
+    {%- set range_column = config.get('range_column') -%}
+    {%- set part_match = config.get('range_part_match') -%}
+    {%- set part_columns = config.get('range_part_columns', []) -%}
+    delete from {{ target }} as t
+    using {{ ranges_relation() }} as r
+    where t.id = r.id
+        {% if part_match %}and {{ part_match }}{% endif %}
+        and t.{{ range_column }} >= r.from_ts;
+
+    {% if part_columns | length > 0 %}
+        delete from {{ target }} as t
+        using (
+            select id, {{ part_columns | join(', ') }}, min({{ range_column }}) as from_ts
+            from {{ new_rows }}
+            group by id, {{ part_columns | join(', ') }}
+        ) as n
+        where t.id = n.id
+            {% for c in part_columns %}and t.{{ c }} = n.{{ c }} {% endfor %}
+            and t.{{ range_column }} >= n.from_ts;
+    {% endif %}
+
+    insert into {{ target }} ({{ columns }})
+    select {{ columns }} from {{ new_rows }};
+{% endmacro %}

@@ -1,0 +1,44 @@
+{#- Generic data tests used across the project (no dbt packages: dbt deps cannot reach the hub). -#}
+
+{# Rows violating uniqueness of a column combination. #}
+{% test barsmith_unique_combination(model, columns) %}
+    select {{ columns | join(', ') }}, count(*) as n_rows
+    from {{ model }}
+    group by {{ columns | join(', ') }}
+    having count(*) > 1
+{% endtest %}
+
+{# Rows for which a boolean SQL expression is not true (NULL counts as a failure). #}
+{% test barsmith_expression_is_true(model, expression, where_clause="true", column_name=none) %}
+    select *
+    from {{ model }}
+    where ({{ where_clause }}) and not coalesce(({{ expression }}), false)
+{% endtest %}
+
+{# bars.md §1.2 / invariant 1: one source row per (id, local day) (OP-23). #}
+{% test barsmith_unique_local_day(model) %}
+    select id, {{ local_day('"timestamp"') }} as local_day, count(*) as n_rows
+    from {{ model }}
+    group by id, {{ local_day('"timestamp"') }}
+    having count(*) > 1
+{% endtest %}
+
+{# Exact number of rows matching a predicate (used for seed counts per family). #}
+{% test barsmith_row_count(model, expected, where_clause='true') %}
+    select count(*) as n_rows, {{ expected | int }} as expected
+    from {{ model }}
+    where {{ where_clause }}
+    having count(*) <> {{ expected | int }}
+{% endtest %}
+
+{# Rows whose value of a column is not one of the accepted values (NULL allowed unless stated). #}
+{% test barsmith_accepted_values(model, column_name, values, allow_null=true) %}
+    select {{ column_name }}, count(*) as n_rows
+    from {{ model }}
+    where
+        {% if allow_null %}{{ column_name }} is not null and{% endif %}
+        coalesce({{ column_name }}::text not in (
+            {%- for v in values %}{{ sql_string(v) }}{% if not loop.last %}, {% endif %}{% endfor -%}
+        ), true)
+    group by {{ column_name }}
+{% endtest %}
