@@ -1,0 +1,168 @@
+"""Shared test helpers: running dbt against a test database, reading tables, parity checks."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+import psycopg
+
+from driver import db as dbmod
+from driver import load as loadmod
+from driver.dbt import invoke
+
+
+class DbtProject:
+    """The barsmith dbt project pointed at one test database."""
+
+    def __init__(self, connection: dbmod.Connection, tmp: Path):
+        self.connection = connection
+        self.tmp = tmp
+
+    def load(self, *paths: Path) -> loadmod.LoadResult:
+        return loadmod.load_files(self.connection, list(paths), "public", "price_histories")
+
+    def dbt(self, command: list[str], vars: dict[str, Any] | None = None, expect_success: bool = True, **kw):
+        os.environ["DBT_TARGET_PATH"] = str(self.tmp / "target")
+        inv = invoke(self.connection, command, vars, kw.get("extra"))
+        if expect_success:
+            failed = [f"{n.resource_type} {n.name}: {n.status}: {n.message[:400]}" for n in inv.failed]
+            assert inv.success, f"dbt {' '.join(command)} failed: {inv.error}\n" + "\n".join(failed)
+        return inv
+
+    def build(self, select: str | None = None, full_refresh: bool = False, vars: dict | None = None, **kw):
+        extra = []
+        if select:
+            extra += ["--select", select]
+        if full_refresh:
+            extra.append("--full-refresh")
+        return self.dbt(["build"], vars, extra=extra, **kw)
+
+    def run(self, select: str | None = None, full_refresh: bool = False, vars: dict | None = None, **kw):
+        extra = []
+        if select:
+            extra += ["--select", select]
+        if full_refresh:
+            extra.append("--full-refresh")
+        return self.dbt(["run"], vars, extra=extra, **kw)
+
+    def query(self, query: str, params: Iterable | None = None) -> list[tuple]:
+        with self.connection.connect() as conn:
+            return conn.execute(query, params).fetchall()
+
+    def execute(self, statement: str, params: Iterable | None = None) -> None:
+        with self.connection.connect() as conn:
+            conn.execute(statement, params)
+
+    def frame(self, table: str, order_by: list[str], exclude: Iterable[str] = ()) -> pd.DataFrame:
+        with self.connection.connect() as conn:
+            cur = conn.execute(f'select * from {table} order by {", ".join(order_by)}')
+            cols = [d.name for d in cur.description]
+            df = pd.DataFrame(cur.fetchall(), columns=cols)
+        return df.drop(columns=[c for c in exclude if c in df.columns])
+
+
+def read_golden(path: Path) -> pd.DataFrame:
+    df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=str)
+    return df
+
+
+def _to_float(v: Any) -> float | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        if v == "" or v.lower() == "nan":
+            return None
+        return float(v)
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return float(v)
+
+
+def _norm(v: Any, kind: str) -> Any:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    if isinstance(v, str) and v == "":
+        return None
+    if kind == "float":
+        return _to_float(v)
+    if kind == "ts":
+        ts = pd.Timestamp(v)
+        if ts.tzinfo is None:
+            ts = ts.tz_localize("UTC")
+        return ts.tz_convert("UTC")
+    if kind == "date":
+        return pd.Timestamp(v).date()
+    if kind == "bool":
+        if isinstance(v, str):
+            return v in ("t", "true", "True", "1")
+        return bool(v)
+    if kind == "int":
+        return int(float(v))
+    return str(v)
+
+
+def compare_frames(
+    ours: pd.DataFrame,
+    golden: pd.DataFrame,
+    keys: list[str],
+    kinds: dict[str, str],
+    skip: Iterable[str] = (),
+    rel_tol: float = 1e-9,
+) -> dict[str, list[str]]:
+    """Compare golden rows with ours on keys; returns {column: [sample mismatches]} (empty = parity).
+
+    Rows missing on either side are reported under '__rows__'.
+    """
+    skip = set(skip)
+    g = golden.copy()
+    o = ours.copy()
+    for k in keys:
+        g[k] = [_norm(v, kinds.get(k, "str")) for v in g[k]]
+        o[k] = [_norm(v, kinds.get(k, "str")) for v in o[k]]
+    g_idx = {tuple(r): i for i, r in enumerate(g[keys].itertuples(index=False, name=None))}
+    o_idx = {tuple(r): i for i, r in enumerate(o[keys].itertuples(index=False, name=None))}
+    problems: dict[str, list[str]] = {}
+    missing = [k for k in g_idx if k not in o_idx]
+    extra = [k for k in o_idx if k not in g_idx]
+    if missing or extra:
+        problems["__rows__"] = [f"missing {len(missing)} e.g. {missing[:3]}", f"extra {len(extra)} e.g. {extra[:3]}"]
+    common = [k for k in g_idx if k in o_idx]
+    gi = [g_idx[k] for k in common]
+    oi = [o_idx[k] for k in common]
+    for col in golden.columns:
+        if col in keys or col in skip:
+            continue
+        if col not in ours.columns:
+            problems[col] = ["column missing in ours"]
+            continue
+        kind = kinds.get(col, "str")
+        gv = g[col].to_numpy()[gi]
+        ov = o[col].to_numpy()[oi]
+        bad = []
+        for key, a, b in zip(common, gv, ov):
+            a, b = _norm(a, kind), _norm(b, kind)
+            if kind == "float" and a is not None and b is not None:
+                same = math.isclose(a, b, rel_tol=rel_tol, abs_tol=0.0) or a == b
+            else:
+                same = a == b
+            if not same:
+                bad.append(f"{key}: golden={a!r} ours={b!r}")
+                if len(bad) >= 5:
+                    break
+        if bad:
+            problems[col] = bad
+    return problems
+
+
+def table_rows(project: DbtProject, table: str, order_by: list[str], exclude: Iterable[str] = ()) -> list[tuple]:
+    df = project.frame(table, order_by, exclude)
+    return [tuple(None if (isinstance(v, float) and math.isnan(v)) else v for v in row)
+            for row in df.itertuples(index=False, name=None)]
+
+
+def connect(connection: dbmod.Connection) -> psycopg.Connection:
+    return connection.connect()
