@@ -19,7 +19,8 @@ with validated as (
 ),
 
 bars as (
-    select * from validated where reason is null
+    select * from validated
+    where reason is null
 )
 
 select

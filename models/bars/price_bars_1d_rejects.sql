@@ -17,7 +17,8 @@ with validated as (
 ),
 
 rejects as (
-    select * from validated where reason is not null
+    select * from validated
+    where reason is not null
 )
 
 select

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# barsmith's two commands (see README):
+#   ./dev.sh quickstart   install, start the embedded PostgreSQL, load sample data, driver refresh --all
+#   ./dev.sh test         install and run the whole test suite (pytest: loader, parity with the
+#                         reference, incremental == full refresh, dbt build + data tests, sqlfluff)
+# Needs only Python 3.11+ on PATH. With BARSMITH_DB_URL set, everything runs against that server.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$PWD
+VENV=${BARSMITH_VENV:-$ROOT/.venv}
+
+log() { printf '\033[1m== %s\033[0m\n' "$*"; }
+
+find_python() {
+    for py in "${PYTHON:-}" python3.11 python3.12 python3; do
+        [ -n "$py" ] || continue
+        if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] < (3, 13) else 1)'; then
+            echo "$py"; return 0
+        fi
+    done
+    echo "barsmith needs Python 3.11 or 3.12 on PATH (or PYTHON=/path/to/python)" >&2
+    return 1
+}
+
+install() {
+    local t0=$SECONDS
+    if [ ! -x "$VENV/bin/python" ]; then
+        log "creating $VENV"
+        "$(find_python)" -m venv "$VENV"
+    fi
+    if ! "$VENV/bin/python" -m uv --version >/dev/null 2>&1; then
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check uv
+    fi
+    log "installing barsmith and its pinned dependencies"
+    "$VENV/bin/python" -m uv pip install --quiet --python "$VENV/bin/python" -e '.[dev]'
+    log "installed in $((SECONDS - t0)) s"
+}
+
+# A throw-away Debian PostgreSQL (15+) for CI: installed with apt when missing, run as user postgres.
+start_system_postgres() {
+    local pgbin
+    pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+    if [ -z "$pgbin" ] || [ ! -x "$pgbin/pg_ctl" ]; then
+        if [ "$(id -u)" != 0 ]; then
+            echo "no PostgreSQL server found and not root: set BARSMITH_DB_URL or drop CI=true to use the embedded server" >&2
+            return 1
+        fi
+        log "installing postgresql-15 (apt)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq postgresql-15 >/dev/null || apt-get install -y -qq postgresql >/dev/null
+        pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    fi
+    local version
+    version=$(basename "$(dirname "$pgbin")")
+    if [ "${version%%.*}" -lt 15 ]; then
+        echo "PostgreSQL $version is too old (merge needs 15+)" >&2; return 1
+    fi
+    PGTMP=$(mktemp -d /tmp/barsmith-pg.XXXXXX)
+    chmod 755 "$PGTMP"
+    local port=${BARSMITH_TEST_PORT:-55432}
+    local as=()
+    if [ "$(id -u)" = 0 ]; then chown postgres "$PGTMP"; as=(runuser -u postgres --); fi
+    "${as[@]}" "$pgbin/initdb" -D "$PGTMP/data" -A trust -U postgres --no-sync -E UTF8 >/dev/null
+    "${as[@]}" "$pgbin/pg_ctl" -D "$PGTMP/data" -l "$PGTMP/log" -w \
+        -o "-p $port -k $PGTMP -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c work_mem=64MB -c shared_buffers=256MB" start >/dev/null
+    trap 'stop_system_postgres' EXIT
+    export BARSMITH_DB_URL="postgresql://postgres@127.0.0.1:$port/postgres"
+    log "PostgreSQL $version running on 127.0.0.1:$port"
+}
+
+stop_system_postgres() {
+    [ -n "${PGTMP:-}" ] || return 0
+    local pgbin; pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    local as=(); [ "$(id -u)" = 0 ] && as=(runuser -u postgres --)
+    "${as[@]}" "$pgbin/pg_ctl" -D "$PGTMP/data" -m fast -w stop >/dev/null 2>&1 || true
+    rm -rf "$PGTMP"
+}
+
+cmd_quickstart() {
+    local t0=$SECONDS
+    install
+    export PATH="$VENV/bin:$PATH"
+    if [ -z "${BARSMITH_DB_URL:-}" ]; then
+        log "starting the embedded PostgreSQL (.barsmith/pgdata)"
+        driver db start
+    fi
+    log "generating and loading the sample data set"
+    driver sample --load
+    log "driver refresh --all"
+    driver refresh --all
+    log "quickstart finished in $((SECONDS - t0)) s"
+}
+
+cmd_test() {
+    local t0=$SECONDS
+    install
+    export PATH="$VENV/bin:$PATH"
+    if [ "${CI:-}" = "true" ] && [ -z "${BARSMITH_DB_URL:-}" ]; then
+        start_system_postgres
+    fi
+    log "pytest"
+    set +e
+    "$VENV/bin/python" -m pytest "$@"
+    local rc=$?
+    set -e
+    if [ $rc -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; rc=1; fi
+    log "tests finished in $((SECONDS - t0)) s (exit $rc)"
+    return $rc
+}
+
+case "${1:-}" in
+    quickstart) shift; cmd_quickstart "$@" ;;
+    test) shift; cmd_test "$@" ;;
+    install) install ;;
+    *) echo "usage: ./dev.sh quickstart | test [pytest args] | install" >&2; exit 2 ;;
+esac
