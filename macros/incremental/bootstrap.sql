@@ -19,10 +19,12 @@
         part text not null,
         n_rows bigint not null,
         sum_epoch numeric not null,
+        min_ts timestamptz,
         max_ts timestamptz,
         max_changed_at timestamptz,
         signature text not null,
         recorded_at timestamptz not null default now(),
         primary key (model, id, part)
     );
+    alter table {{ fingerprint_table() }} add column if not exists min_ts timestamptz;
 {% endmacro %}

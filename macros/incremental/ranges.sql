@@ -157,7 +157,7 @@
     where f.model = {{ sql_string(model_key) }} and f.id = r.id and f.part = r.part;
 
     insert into {{ fingerprint_table() }} (
-        model, id, part, n_rows, sum_epoch, max_ts, max_changed_at, signature
+        model, id, part, n_rows, sum_epoch, min_ts, max_ts, max_changed_at, signature
     )
     with input_rows as (
         {{ input_sql }}
@@ -168,6 +168,7 @@
             id,
             count(*) as n_rows,
             sum(extract(epoch from ts)) as sum_epoch,
+            min(ts) as min_ts,
             max(ts) as max_ts,
             max(changed_at) as max_changed_at
         from input_rows
@@ -181,6 +182,7 @@
         r.part,
         p.n_rows,
         p.sum_epoch,
+        p.min_ts,
         p.max_ts,
         p.max_changed_at,
         r.signature
