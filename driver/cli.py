@@ -10,8 +10,15 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+import time
+
+from . import alerts as alertmod
 from . import db as dbmod
+from . import filters as filtersmod
+from . import freshness
 from . import load as loadmod
+from . import logs as logsmod
+from . import refresh as refreshmod
 from . import report, sample
 from .dbt import invoke
 
@@ -103,25 +110,144 @@ def sample_cmd(
         load_cmd([path])
 
 
+class Progress:
+    """dbt event callback: N of M nodes, current node, elapsed, ETA; every dbt line to the log."""
+
+    def __init__(self, log: logsmod.RefreshLog, show: bool, verbose: bool):
+        self.log, self.show, self.verbose = log, show, verbose
+        self.started = time.monotonic()
+        self.total = 0
+        self.done = 0
+
+    def __call__(self, event) -> None:
+        name = event.info.name
+        msg = event.info.msg
+        if msg and name not in ("NodeStart", "NodeFinished"):
+            self.log.write(msg, str(event.info.level).upper())
+        if name == "LogStartLine":
+            self.total = max(self.total, int(getattr(event.data, "total", 0) or 0))
+        elif name == "NodeFinished":
+            self.done += 1
+            if self.show:
+                node = event.data.node_info
+                elapsed = time.monotonic() - self.started
+                eta = elapsed / self.done * max(self.total - self.done, 0) if self.done else 0
+                console.print(f"[{self.done}/{self.total or '?'}] {node.node_name} {node.node_status} "
+                              f"(elapsed {elapsed:.0f} s, ETA {eta:.0f} s)", highlight=False)
+        if self.verbose and msg and name not in ("NodeStart", "NodeFinished"):
+            console.print(msg, highlight=False, markup=False)
+
+
+def _parse_filters(ids, tfs, periods, combos) -> filtersmod.Filters:
+    try:
+        return filtersmod.parse_all(ids, tfs, periods, combos)
+    except filtersmod.FilterError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
 @app.command("refresh")
 def refresh_cmd(
-    all_: bool = typer.Option(False, "--all", help="Bars, then EMAs."),
-    full_refresh: bool = typer.Option(False, "--full-refresh", help="Rebuild every model from scratch."),
-    quiet: bool = typer.Option(False, "--quiet", help="Only the summary and errors."),
+    all_: bool = typer.Option(False, "--all", help="Bars, then the freshness gate, then EMAs."),
+    bars: bool = typer.Option(False, "--bars", help="Only the bar stage (1D and the five families)."),
+    emas: bool = typer.Option(False, "--emas", help="Only the EMA stage (after the freshness gate)."),
+    ids: Optional[str] = typer.Option(None, "--ids", help="Comma-separated integer ids, or all (default)."),
+    tfs: Optional[str] = typer.Option(None, "--tfs", help="Comma-separated timeframes of dim_timeframe, e.g. 7D,1W_CAL_ISO."),
+    periods: Optional[str] = typer.Option(None, "--periods", help="Comma-separated EMA periods, e.g. 10,20,50."),
+    combos: Optional[str] = typer.Option(None, "--tf-period-combos", help="TF:PERIOD pairs, e.g. 7D:10,7D:20."),
+    full_refresh: bool = typer.Option(False, "--full-refresh", help="Rebuild from scratch (only the --ids when given)."),
+    resume: bool = typer.Option(False, "--resume", help="Re-run what failed last time (dbt retry), then the stages left."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the dbt commands; touch no database."),
+    continue_on_error: bool = typer.Option(False, "--continue-on-error", help="Run the EMA stage even if bars failed."),
+    fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop a stage at its first failing node."),
+    quiet: bool = typer.Option(False, "--quiet", help="Only the summary and errors (cron friendly)."),
+    verbose: bool = typer.Option(False, "--verbose", help="Stream dbt's own output."),
+    skip_stale_check: bool = typer.Option(False, "--skip-stale-check", help="EMAs for every requested id, stale or not."),
+    staleness_hours: float = typer.Option(48.0, "--staleness-hours", min=0.0, help="Freshness threshold in hours."),
+    alert_level: str = typer.Option("ERROR", "--alert-level", help="Send alerts at or above INFO|WARNING|ERROR|CRITICAL."),
+    lock_wait: float = typer.Option(0.0, "--lock-wait", min=0.0, help="Seconds to wait for a running refresh."),
+    keep_logs_days: int = typer.Option(30, "--keep-logs-days", min=1, help="Delete refresh logs older than this."),
 ) -> None:
-    """Build the models (dbt build: seeds, models and their data tests) and print a summary."""
-    if not all_:
-        err.print("error: choose what to refresh: --all")
+    """Refresh the tables: bars -> freshness gate -> EMAs, with a summary at the end."""
+    chosen = [name for name, flag in (("all", all_), ("bars", bars), ("emas", emas)) if flag]
+    if len(chosen) != 1 and not (resume and not chosen):
+        err.print("error: choose exactly one of --all, --bars, --emas")
         raise typer.Exit(2)
+    if alert_level.upper() not in alertmod.SEVERITIES:
+        err.print(f"error: --alert-level must be one of {', '.join(alertmod.SEVERITIES)}")
+        raise typer.Exit(2)
+    options = refreshmod.RefreshOptions(
+        stage=chosen[0] if chosen else "all", filters=_parse_filters(ids, tfs, periods, combos),
+        full_refresh=full_refresh, resume=resume, dry_run=dry_run, continue_on_error=continue_on_error,
+        fail_fast=fail_fast, quiet=quiet, verbose=verbose, skip_stale_check=skip_stale_check,
+        staleness_hours=staleness_hours, alert_level=alert_level.upper(), lock_wait=lock_wait,
+        source_vars=_source_vars(),
+    )
+    if dry_run:
+        url = os.environ.get("BARSMITH_DB_URL")
+        console.print(f"database: {dbmod.mask_url(url) if url else 'embedded PostgreSQL (.barsmith/pgdata)'}")
+        for line in refreshmod.plan(options):
+            console.print(dbmod.mask_secrets(" ".join(line)), highlight=False, markup=False)
+        console.print("dry run: nothing executed, no database touched")
+        raise typer.Exit(0)
+    logsmod.prune(keep_logs_days)
+    with logsmod.RefreshLog() as log:
+        log.write(f"refresh started: stage={options.stage} filters={options.filters.dbt_vars()}")
+        try:
+            conn = dbmod.resolve(start=True)
+        except dbmod.DatabaseError as exc:
+            message = dbmod.mask_secrets(str(exc))
+            log.write(message, "CRITICAL")
+            err.print(f"[red]error:[/red] {message}")
+            delivery = alertmod.send(alertmod.Alert("CRITICAL", "database unreachable", [message]), options.alert_level)
+            log.write(f"alert CRITICAL: {delivery.reason}")
+            raise typer.Exit(1) from None
+        if not quiet:
+            console.print(f"database: {conn.display}")
+        progress = Progress(log, show=not quiet, verbose=verbose)
+        outcome = refreshmod.run(conn, options, lambda level, msg: log.write(msg, level), [progress])
+        lines = report.outcome_lines(outcome)
+        for line in lines:
+            log.write(line)
+        report.print_outcome(console if not quiet else console, outcome, quiet=quiet)
+        log.write(f"refresh finished: exit {outcome.exit_code} in {outcome.seconds:.1f} s")
+        if not quiet:
+            console.print(f"log: {log.path}")
+    raise typer.Exit(outcome.exit_code)
+
+
+@app.command("freshness")
+def freshness_cmd(
+    ids: Optional[str] = typer.Option(None, "--ids", help="Comma-separated ids, or all."),
+    staleness_hours: float = typer.Option(48.0, "--staleness-hours", min=0.0),
+) -> None:
+    """dbt source freshness plus a per-id staleness table; exit 1 when the source is stale."""
+    filters = _parse_filters(ids, None, None, None)
     conn = _connection()
-    if not quiet:
-        console.print(f"database: {conn.display}")
-    extra = ["--full-refresh"] if full_refresh else []
-    if quiet:
-        extra.append("--quiet")
-    inv = invoke(conn, ["build"], _source_vars(), extra)
-    report.print_summary(console, [inv])
-    raise typer.Exit(0 if inv.success else 1)
+    inv = invoke(conn, ["source", "freshness"], _source_vars(), ["--quiet"])
+    source_status = {n.name: n.status for n in inv.nodes} or {"price_histories": "error"}
+    for name, status in source_status.items():
+        console.print(f"source {name}: {status}")
+    try:
+        rows = freshness.per_id(conn, filters.ids)
+    except dbmod.DatabaseError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(freshness.table(rows, staleness_hours))
+    stale_source = any(s in ("error", "runtime error", "warn") for s in source_status.values()) or not inv.success
+    raise typer.Exit(1 if stale_source else 0)
+
+
+@app.command("logs")
+def logs_cmd(lines: int = typer.Option(50, "--lines", "-n", min=1, help="How many lines from the end.")) -> None:
+    """Show the end of the latest refresh log."""
+    path = logsmod.latest()
+    if path is None:
+        console.print("no refresh log yet (.logs/refresh-YYYY-MM-DD.log)")
+        raise typer.Exit(0)
+    console.print(f"== {path}", highlight=False)
+    for line in path.read_text(encoding="utf-8").splitlines()[-lines:]:
+        console.print(line, highlight=False, markup=False)
 
 
 def main() -> None:  # pragma: no cover

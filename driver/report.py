@@ -1,4 +1,4 @@
-"""Summaries of dbt invocations for people (rich tables) and for logs (plain text)."""
+"""Summaries of a refresh for people (rich tables) and for the log (plain lines)."""
 
 from __future__ import annotations
 
@@ -10,31 +10,52 @@ from rich.table import Table
 from .dbt import Invocation
 
 MODEL_TYPES = ("model", "seed", "snapshot")
+QUALITY_LABELS = {
+    "missing_days": "rows with is_missing_days",
+    "partial_end": "partial (in-progress) snapshot rows",
+    "partial_start": "partial-start snapshot rows",
+    "repaired_timehigh": "1D rows with repaired time_high",
+    "repaired_timelow": "1D rows with repaired time_low",
+    "null_volume_or_market_cap": "1D rows kept with NULL volume/market cap (OP-11)",
+    "rejects": "1D rejects",
+    "ema_rejects": "EMA rejects",
+}
 
 
-def stage_of(tags: list[str], name: str) -> str:
+def stage_of(tags: list[str]) -> str:
     if "emas" in tags:
         return "emas"
-    if "bars" in tags:
+    if "bars" in tags or "quality" in tags:
         return "bars"
-    return "other"
+    return "seeds"
 
 
-def summary_table(invocations: list[Invocation]) -> Table:
-    table = Table(title="barsmith refresh summary", show_lines=False)
-    for col, just in (("stage", "left"), ("node", "left"), ("status", "left"), ("rows", "right"), ("seconds", "right")):
-        table.add_column(col, justify=just)
-    totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
-    for inv in invocations:
+def model_rows(outcome) -> list[tuple[str, str, str, int | None, float]]:
+    rows = []
+    for inv in outcome.invocations:
         for node in inv.nodes:
             if node.resource_type not in MODEL_TYPES:
                 continue
-            stage = stage_of(node.tags, node.name)
-            totals[stage][0] += node.rows or 0
-            totals[stage][1] += node.seconds
-            table.add_row(stage, node.name, node.status, "" if node.rows is None else f"{node.rows:,}", f"{node.seconds:.1f}")
+            written = outcome.rows_written.get(node.name, node.rows)
+            rows.append((stage_of(node.tags), node.name, node.status, written, node.seconds))
+    return rows
+
+
+def summary_table(outcome) -> Table:
+    table = Table(title="barsmith refresh summary")
+    for col, just in (("stage", "left"), ("model", "left"), ("status", "left"), ("rows written", "right"),
+                      ("seconds", "right")):
+        table.add_column(col, justify=just)
+    totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+    for stage, name, status, written, secs in model_rows(outcome):
+        totals[stage][0] += written or 0
+        totals[stage][1] += secs
+        table.add_row(stage, name, status, "" if written is None else f"{written:,}", f"{secs:.1f}")
     for stage, (rows, secs) in sorted(totals.items()):
-        table.add_row(stage, "[b]total[/b]", "", f"{int(rows):,}", f"{secs:.1f}")
+        table.add_row(stage, "[b]stage total[/b]", "", f"{int(rows):,}", f"{secs:.1f}")
+    for st in outcome.stages:
+        if st.skipped:
+            table.add_row(st.stage, "(stage)", f"skipped: {st.skipped}", "", "")
     return table
 
 
@@ -47,20 +68,45 @@ def test_counts(invocations: list[Invocation]) -> dict[str, int]:
     return dict(counts)
 
 
-def print_summary(console: Console, invocations: list[Invocation], extra_lines: list[str] | None = None) -> None:
-    console.print(summary_table(invocations))
-    counts = test_counts(invocations)
+def quality_lines(outcome) -> list[str]:
+    totals: dict[str, int] = defaultdict(int)
+    for counts in outcome.quality.values():
+        for key, value in counts.items():
+            totals[key] += value
+    return [f"{QUALITY_LABELS.get(k, k)}: {v:,}" for k, v in sorted(totals.items())]
+
+
+def outcome_lines(outcome) -> list[str]:
+    """Plain-text summary (also written to the log file)."""
+    lines = []
+    for stage, name, status, written, secs in model_rows(outcome):
+        lines.append(f"{stage:5} {name:45} {status:8} rows={'' if written is None else written} {secs:.1f}s")
+    counts = test_counts(outcome.invocations)
     if counts:
-        console.print("data tests: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
-    for line in extra_lines or []:
-        console.print(line)
-    failures = [n for inv in invocations for n in inv.failed]
-    for node in failures:
-        first = (node.message.splitlines() or [""])[0]
-        console.print(f"[red]FAILED[/red] {node.resource_type} {node.name}: {first}")
-    for inv in invocations:
+        lines.append("data tests: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    lines += ["quality (rows written this run): " + q for q in quality_lines(outcome)]
+    for s in outcome.stale:
+        lines.append(f"skipped for EMAs: id {s.id} ({s.reason}"
+                     + (f", {s.staleness_hours} h" if s.staleness_hours is not None else "") + ")")
+    for st in outcome.stages:
+        if st.skipped:
+            lines.append(f"stage {st.stage} skipped: {st.skipped}")
+    for node in outcome.failed_nodes:
+        first = (node.message.splitlines() or [node.status])[0]
+        lines.append(f"FAILED {node.resource_type} {node.name}: {first}")
+    for inv in outcome.invocations:
         if inv.error:
-            console.print(f"[red]dbt error[/red]: {inv.error.splitlines()[0] if inv.error else ''}")
-    ok = all(inv.success for inv in invocations)
-    total = sum(inv.seconds for inv in invocations)
-    console.print(f"{'OK' if ok else 'FAILED'} in {total:.1f} s")
+            lines.append(f"dbt error: {inv.error.splitlines()[0]}")
+    if outcome.error:
+        lines.append(f"error: {outcome.error}")
+    lines.append(f"{'OK' if outcome.exit_code == 0 else 'FAILED'} in {outcome.seconds:.1f} s")
+    return lines
+
+
+def print_outcome(console: Console, outcome, quiet: bool = False) -> None:
+    if not quiet or outcome.invocations:
+        console.print(summary_table(outcome))
+    for line in outcome_lines(outcome):
+        if line.startswith(("stage ", "data tests", "quality", "skipped", "FAILED", "dbt error", "error", "OK", "FAILED")):
+            style = "red" if line.startswith(("FAILED", "dbt error", "error")) else None
+            console.print(line, style=style, highlight=False, markup=False)

@@ -27,4 +27,45 @@
         primary key (model, id, part)
     );
     alter table {{ fingerprint_table() }} add column if not exists min_ts timestamptz;
+    create table if not exists {{ run_log_table() }} (
+        invocation_id text not null,
+        model text not null,
+        recorded_at timestamptz not null default clock_timestamp(),
+        full_build boolean not null,
+        rows_written bigint not null,
+        counts jsonb not null default '{}'::jsonb,
+        primary key (invocation_id, model)
+    );
+    delete from {{ run_log_table() }} where recorded_at < now() - interval '90 days';
+{% endmacro %}
+
+{#- barsmith_run_log: rows written per model and dbt invocation, with the model's quality
+    counts (config `audit_counts`: name -> boolean SQL expression), read by the driver summary
+    (refresh.md §11.1: rows_affected of dbt only reflects the last statement). -#}
+{% macro run_log_table() -%}
+    {{ target.schema }}.barsmith_run_log
+{%- endmacro %}
+
+{% macro barsmith_audit_sql(relation, full_build) %}
+    {%- set counts = config.get('audit_counts', {}) -%}
+    {%- if counts is not mapping -%}{%- set counts = {} -%}{%- endif -%}
+    insert into {{ run_log_table() }} (invocation_id, model, full_build, rows_written, counts)
+    select
+        {{ sql_string(invocation_id) }},
+        {{ sql_string(this.identifier) }},
+        {{ 'true' if full_build else 'false' }},
+        count(*),
+        jsonb_build_object(
+            {%- for name, expr in counts.items() %}
+                {{ sql_string(name) }}, count(*) filter (where {{ expr }}){% if not loop.last %},{% endif %}
+            {%- endfor %}
+        )
+    from {{ relation }}
+    on conflict (invocation_id, model) do nothing;
+{% endmacro %}
+
+{# Post-hook of every incremental model: a full build records its whole table (the strategy
+   already recorded the new rows of an incremental run, so this inserts nothing then). #}
+{% macro barsmith_audit() %}
+    {{ barsmith_audit_sql(this, true) }}
 {% endmacro %}

@@ -224,4 +224,6 @@
 
     insert into {{ target }} ({{ columns }})
     select {{ columns }} from {{ new_rows }};
+
+    {{ barsmith_audit_sql(new_rows, false) }}
 {% endmacro %}

@@ -8,7 +8,11 @@
             {'columns': ['id', 'bar_seq'], 'unique': true},
         ],
         pre_hook="{{ barsmith_prepare_ranges('price_bars_1d', price_bars_1d_input(), lookback_days=var('lookback_days', 3)) }}",
-        post_hook="{{ barsmith_record_fingerprints('price_bars_1d', price_bars_1d_input()) }}",
+        post_hook=[
+            "{{ barsmith_record_fingerprints('price_bars_1d', price_bars_1d_input()) }}",
+            "{{ barsmith_audit() }}",
+        ],
+        audit_counts={'repaired_timehigh': 'repaired_timehigh', 'repaired_timelow': 'repaired_timelow', 'null_volume_or_market_cap': 'volume is null or market_cap is null'},
         tags=['bars_1d'],
     )
 }}
