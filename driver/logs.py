@@ -2,33 +2,38 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .db import PROJECT_DIR, mask_secrets
 
-LOG_DIR = PROJECT_DIR / ".logs"
 
 
-def log_path(day: datetime | None = None, log_dir: Path = LOG_DIR) -> Path:
+def log_dir() -> Path:
+    """Where refresh logs go: .logs/ in the project, BARSMITH_LOG_DIR overrides."""
+    return Path(os.environ.get("BARSMITH_LOG_DIR", PROJECT_DIR / ".logs"))
+
+
+def log_path(day: datetime | None = None, directory: Path | None = None) -> Path:
     day = day or datetime.now(timezone.utc)
-    return log_dir / f"refresh-{day:%Y-%m-%d}.log"
+    return (directory or log_dir()) / f"refresh-{day:%Y-%m-%d}.log"
 
 
-def prune(keep_days: int = 30, log_dir: Path = LOG_DIR, now: float | None = None) -> list[Path]:
+def prune(keep_days: int = 30, directory: Path | None = None, now: float | None = None) -> list[Path]:
     """Delete refresh-*.log files whose modification time is older than keep_days."""
     now = time.time() if now is None else now
     removed = []
-    for path in sorted(log_dir.glob("refresh-*.log")):
+    for path in sorted((directory or log_dir()).glob("refresh-*.log")):
         if now - path.stat().st_mtime > keep_days * 86400:
             path.unlink()
             removed.append(path)
     return removed
 
 
-def latest(log_dir: Path = LOG_DIR) -> Path | None:
-    files = sorted(log_dir.glob("refresh-*.log"))
+def latest(directory: Path | None = None) -> Path | None:
+    files = sorted((directory or log_dir()).glob("refresh-*.log"))
     return files[-1] if files else None
 
 

@@ -12,12 +12,11 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from . import alerts as alertmod
-from .db import STATE_DIR, Connection, DatabaseError
-from .dbt import Invocation, NodeResult, command_line, invoke
+from .db import Connection, DatabaseError, state_dir
+from .dbt import Invocation, NodeResult, command_line, first_error_line, invoke
 from .filters import Filters
 from .lock import refresh_lock
 
-LAST_REFRESH = STATE_DIR / "last_refresh.json"
 STAGES = ("bars", "emas")
 
 
@@ -162,8 +161,8 @@ def freshness_gate(connection: Connection, options: RefreshOptions) -> tuple[lis
 
 
 def _save_last(options: RefreshOptions, failed_stage: str | None, remaining: list[str]) -> None:
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
-    LAST_REFRESH.write_text(json.dumps({
+    state_dir().mkdir(parents=True, exist_ok=True)
+    (state_dir() / "last_refresh.json").write_text(json.dumps({
         "finished_at": datetime.now(timezone.utc).isoformat(),
         "failed_stage": failed_stage,
         "remaining": remaining,
@@ -173,7 +172,7 @@ def _save_last(options: RefreshOptions, failed_stage: str | None, remaining: lis
 
 def load_last() -> dict | None:
     try:
-        return json.loads(LAST_REFRESH.read_text())
+        return json.loads((state_dir() / "last_refresh.json").read_text())
     except (OSError, ValueError):
         return None
 
@@ -199,7 +198,7 @@ def _alerts_for(outcome: RefreshOutcome) -> list[alertmod.Alert]:
     failed_tests = [n for n in outcome.failed_nodes if n.resource_type == "test"]
     dbt_errors = [inv.error for inv in outcome.invocations if inv.error]
     if outcome.error or dbt_errors or errored:
-        lines = [outcome.error or ""] + dbt_errors + [f"{n.name}: {n.message.splitlines()[0] if n.message else n.status}"
+        lines = [outcome.error or ""] + dbt_errors + [f"{n.name}: {first_error_line(n.message) or n.status}"
                                                       for n in errored[:5]]
         out.append(alertmod.Alert("CRITICAL" if outcome.error or dbt_errors else "ERROR",
                                   "barsmith refresh failed", [line for line in lines if line]))

@@ -7,7 +7,7 @@ from collections import defaultdict
 from rich.console import Console
 from rich.table import Table
 
-from .dbt import Invocation
+from .dbt import Invocation, first_error_line
 
 MODEL_TYPES = ("model", "seed", "snapshot")
 QUALITY_LABELS = {
@@ -92,7 +92,7 @@ def outcome_lines(outcome) -> list[str]:
         if st.skipped:
             lines.append(f"stage {st.stage} skipped: {st.skipped}")
     for node in outcome.failed_nodes:
-        first = (node.message.splitlines() or [node.status])[0]
+        first = first_error_line(node.message) or node.status
         lines.append(f"FAILED {node.resource_type} {node.name}: {first}")
     for inv in outcome.invocations:
         if inv.error:
