@@ -1,0 +1,195 @@
+{#- Pieces shared by the six EMA models (emas.md). -#}
+
+{# Input of the EMA models for range detection: the validated 1D bars (the spine, OP-12). #}
+{% macro ema_input() -%}
+    select
+        id,
+        "timestamp" as ts,
+        src_load_ts as changed_at
+    from {{ ref('price_bars_1d') }}
+    where {{ asset_filter('id') }}
+{%- endmacro %}
+
+{# The periods of a family: var('ema_periods') when given, else the seed (v2: its defaults). #}
+{% macro ema_periods_array(v2=false) -%}
+    {%- set given = int_list(var('ema_periods', [])) -%}
+    {%- if given | length > 0 -%}
+        array[{{ given | join(', ') }}]::integer[]
+    {%- else -%}
+        (select array_agg(period order by period) from {{ ref('ema_periods') }}
+         {%- if v2 %} where is_v2_default{% endif %})
+    {%- endif -%}
+{%- endmacro %}
+
+{# Restriction to var('tf_period_combos') (list of {tf, period}); `true` when empty. #}
+{% macro ema_combo_filter(tf_column, period_column) -%}
+    {%- set combos = var('tf_period_combos', []) -%}
+    {%- if combos | length > 0 -%}
+        ({{ tf_column }}, {{ period_column }}) in (
+            {%- for c in combos %}({{ sql_string(c['tf']) }}, {{ c['period'] | int }}){% if not loop.last %}, {% endif %}{% endfor -%}
+        )
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}
+
+{# True when this run computes a subset of the series (filters): fingerprints are then not
+   recorded, so the next unfiltered run catches the other series up. #}
+{% macro ema_run_is_filtered() -%}
+    {{ return(var('timeframes', []) | length > 0 or var('ema_periods', []) | length > 0
+              or var('tf_period_combos', []) | length > 0) }}
+{%- endmacro %}
+
+{# Target rows (alias t) of the series a filtered run recomputes (strategy range_part_match). #}
+{% macro ema_series_match() -%}
+    {%- set tfs = var('timeframes', []) -%}
+    {%- set periods = int_list(var('ema_periods', [])) -%}
+    {%- if tfs | length > 0 %}t.tf in ({% for tf in tfs %}{{ sql_string(tf) }}{% if not loop.last %}, {% endif %}{% endfor %}){% else %}true{% endif %}
+    {%- if periods | length > 0 %} and t.period in ({{ periods | join(', ') }}){% endif %}
+    {%- if var('tf_period_combos', []) | length > 0 %} and {{ ema_combo_filter('t.tf', 't.period') }}{% endif %}
+{%- endmacro %}
+
+{# Range signature of an EMA family: its timeframes, periods and spine start. #}
+{% macro ema_parts(tf_relation_sql, v2=false) -%}
+    select
+        ''::text as part,
+        md5(
+            coalesce((select string_agg(tf || ':' || tf_days, ',' order by tf) from ({{ tf_relation_sql }}) as x), '')
+            || '|' || {{ ema_periods_array(v2) }}::text
+            || '|' || {{ sql_string(var('ema_start_date', '2010-01-01')) }}
+            || '|' || {{ var('ema_min_obs_multiplier', 1) | int }}
+        ) as signature
+{%- endmacro %}
+
+{# Validated daily spine (OP-12): one row per id and UTC day of time_close, from ema_start_date. #}
+{% macro ema_spine_rows(with_pos=false) -%}
+    select
+        b.id,
+        (b.time_close at time zone 'UTC')::date as day,
+        b.time_close as ts,
+        b.close as x
+        {%- if with_pos %},
+            (row_number() over (partition by b.id order by b.time_close) - 1)::integer as pos
+        {%- endif %}
+    from {{ ref('price_bars_1d') }} as b
+    where
+        not b.is_partial_end
+        and {{ asset_filter('b.id') }}
+        and b.time_close >= ({{ sql_string(var('ema_start_date', '2010-01-01')) }}::timestamp at time zone 'UTC')
+        {% if is_incremental() %}
+            and b.id in (select r.id from {{ ranges_relation() }} as r)
+        {% endif %}
+{%- endmacro %}
+
+{#- Resume state per series from the target (OP-15): ids in 'append' mode continue after their
+    last stored row; every other series (new, or an id to rebuild) starts from scratch.
+    kind: 'preview' (multi_tf: e = last canonical ema), 'daily' (v2: e = last ema),
+    'dual' (cal, cal_anchor). -#}
+{% macro ema_series_state(series, kind) %}
+    {% if is_incremental() %}
+        probe as (
+            select
+                sp.id,
+                sp.tf,
+                sp.period,
+                r.mode,
+                l.ts as last_ts,
+                l.ema as l_ema,
+                l.d1_roll as l_d1r,
+                c.ema as c_ema,
+                c.d1 as c_d1
+                {%- if kind == 'dual' %},
+                    l.ema_bar as l_ema_bar,
+                    l.d1_roll_bar as l_d1rb,
+                    cb.ema_bar as c_ema_bar,
+                    cb.d1_bar as c_d1b
+                {%- endif %}
+            from {{ series }} as sp
+            inner join {{ ranges_relation() }} as r on sp.id = r.id
+            left join lateral (
+                select
+                    t.ts,
+                    t.ema,
+                    t.d1_roll
+                    {%- if kind == 'dual' %}, t.ema_bar, t.d1_roll_bar{% endif %}
+                from {{ this }} as t
+                where t.id = sp.id and t.tf = sp.tf and t.period = sp.period and r.mode = 'append'
+                order by t.ts desc
+                limit 1
+            ) as l on true
+            left join lateral (
+                select
+                    t.ema,
+                    t.d1
+                from {{ this }} as t
+                where t.id = sp.id and t.tf = sp.tf and t.period = sp.period and not t.roll and r.mode = 'append'
+                order by t.ts desc
+                limit 1
+            ) as c on true
+            {% if kind == 'dual' %}
+                left join lateral (
+                    select
+                        t.ema_bar,
+                        t.d1_bar
+                    from {{ this }} as t
+                    where
+                        t.id = sp.id and t.tf = sp.tf and t.period = sp.period and not t.roll_bar
+                        and r.mode = 'append'
+                    order by t.ts desc
+                    limit 1
+                ) as cb on true
+            {% endif %}
+        ),
+
+        series_state as (
+            select
+                id,
+                tf,
+                period,
+                case
+                    when last_ts is not null then row(
+                        (last_ts at time zone 'UTC')::date,
+                        null,
+                        {% if kind == 'preview' %}c_ema, c_ema, l_ema, null, l_d1r, null, c_ema, c_d1, null, null
+                        {% elif kind == 'daily' %}l_ema, null, l_ema, null, l_d1r, null, c_ema, c_d1, null, null
+                        {% else %}c_ema_bar, null, l_ema, l_ema_bar, l_d1r, l_d1rb, c_ema, c_d1, c_ema_bar, c_d1b
+                        {% endif %}
+                    )::{{ target.schema }}.ema_state
+                end as st
+            from probe
+        ),
+    {% else %}
+        series_state as (
+            select
+                id,
+                tf,
+                period,
+                null::{{ target.schema }}.ema_state as st
+            from {{ series }}
+        ),
+    {% endif %}
+
+    from_day as (
+        -- spine arrays per id start after the earliest resume day (null = full history)
+        select
+            id,
+            case when bool_or(st is null) then null else min((st).last_day) end as from_day
+        from series_state
+        group by id
+    ),
+{% endmacro %}
+
+{# Timeframes of ema_multi_tf and ema_multi_tf_v2 (OP-13): tf_day, digits + D, canonical. #}
+{% macro ema_tf_day_timeframes_sql() -%}
+    select
+        tf,
+        tf_days_nominal as tf_days
+    from {{ ref('dim_timeframe') }}
+    where
+        alignment_type = 'tf_day' and tf ~ '^[0-9]+D$' and is_canonical and not is_intraday
+        and tf_days_nominal > 0 and {{ timeframe_filter('tf') }}
+{%- endmacro %}
+
+{% macro ema_v2_timeframes_sql() -%}
+    {{ ema_tf_day_timeframes_sql() }}
+{%- endmacro %}

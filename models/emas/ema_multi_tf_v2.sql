@@ -1,0 +1,102 @@
+{{
+    config(
+        incremental_strategy='replace_ranges',
+        range_column='ts',
+        range_part_match=ema_series_match(),
+        unique_key=['id', 'tf', 'period', 'ts'],
+        indexes=[{'columns': ['id', 'tf', 'period', 'ts'], 'unique': true}],
+        pre_hook="{{ barsmith_prepare_ranges('ema_multi_tf_v2', ema_input(), ema_parts(ema_v2_timeframes_sql(), v2=true), range_as_rebuild=true) }}",
+        post_hook=[
+            "{% if not ema_run_is_filtered() %}{{ barsmith_record_fingerprints('ema_multi_tf_v2', ema_input()) }}{% endif %}",
+            "create unique index if not exists ema_multi_tf_v2_canonical on {{ this }} (id, tf, period, ts) where not roll",
+            "{{ barsmith_audit() }}",
+        ],
+        audit_counts={'canonical': 'not roll'},
+        tags=['ema_v2'],
+    )
+}}
+
+-- Daily-space EMA with the horizon alpha 2/(d*p+1) on the validated daily closes
+-- (emas.md §3); roll = false on every d-th spine day counted from the id's first day.
+-- Period eligibility = the seed can be formed (OP-3, OP-19), scaled by var('ema_min_obs_multiplier').
+with timeframes as (
+    {{ ema_v2_timeframes_sql() }}
+),
+
+spine_rows as (
+    {{ ema_spine_rows(with_pos=true) }}
+),
+
+n_days as (
+    select
+        id,
+        count(*)::integer as n
+    from spine_rows
+    group by id
+),
+
+series as (
+    select
+        n_days.id,
+        t.tf,
+        t.tf_days,
+        p.period
+    from n_days
+    cross join timeframes as t
+    cross join lateral unnest({{ ema_periods_array(v2=true) }}) as p (period)
+    where
+        n_days.n >= t.tf_days * p.period
+        and n_days.n / t.tf_days >= {{ var('ema_min_obs_multiplier', 1) | int }} * p.period
+        and n_days.n >= {{ var('ema_min_obs_multiplier', 1) | int }} * p.period
+        and {{ ema_combo_filter('t.tf', 'p.period') }}
+),
+
+{{ ema_series_state('series', 'daily') }}
+
+spine as (
+    select
+        s.id,
+        array_agg(s.day order by s.day) as days,
+        array_agg(s.ts order by s.day) as tss,
+        array_agg(s.x order by s.day) as xs,
+        min(s.pos) as pos0
+    from spine_rows as s
+    inner join from_day as f on s.id = f.id
+    where f.from_day is null or s.day > f.from_day
+    group by s.id
+),
+
+calls as (
+    select
+        sr.id,
+        sr.tf,
+        sr.tf_days,
+        array_agg(sr.period order by sr.period) as periods,
+        array_agg(sr.tf_days * sr.period order by sr.period) as windows,
+        array_agg({{ target.schema }}.ema_alpha_horizon(sr.tf_days, sr.period) order by sr.period) as alphas,
+        array_agg(st.st order by sr.period) as states
+    from series as sr
+    inner join series_state as st on sr.id = st.id and sr.tf = st.tf and sr.period = st.period
+    group by sr.id, sr.tf, sr.tf_days
+)
+
+select
+    c.id::bigint as id,
+    w.ts,
+    c.tf,
+    w.period,
+    w.ema,
+    now() as ingested_at,
+    w.d1,
+    w.d2,
+    c.tf_days,
+    w.roll,
+    w.d1_roll,
+    w.d2_roll
+from calls as c
+inner join spine as s on c.id = s.id
+cross join lateral {{ target.schema }}.ema_walk(
+    'daily', s.days, s.tss, s.xs, null, null,
+    c.periods, c.windows, c.alphas, c.alphas,
+    c.tf_days, s.pos0, c.states
+) as w
