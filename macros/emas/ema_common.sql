@@ -12,7 +12,7 @@
 
 {# The periods of a family: var('ema_periods') when given, else the seed (v2: its defaults). #}
 {% macro ema_periods_array(v2=false) -%}
-    {%- set given = int_list(var('ema_periods', [])) -%}
+    {%- set given = int_list(list_var('ema_periods')) -%}
     {%- if given | length > 0 -%}
         array[{{ given | join(', ') }}]::integer[]
     {%- else -%}
@@ -23,7 +23,7 @@
 
 {# Restriction to var('tf_period_combos') (list of {tf, period}); `true` when empty. #}
 {% macro ema_combo_filter(tf_column, period_column) -%}
-    {%- set combos = var('tf_period_combos', []) -%}
+    {%- set combos = list_var('tf_period_combos') -%}
     {%- if combos | length > 0 -%}
         ({{ tf_column }}, {{ period_column }}) in (
             {%- for c in combos %}({{ sql_string(c['tf']) }}, {{ c['period'] | int }}){% if not loop.last %}, {% endif %}{% endfor -%}
@@ -36,17 +36,17 @@
 {# True when this run computes a subset of the series (filters): fingerprints are then not
    recorded, so the next unfiltered run catches the other series up. #}
 {% macro ema_run_is_filtered() -%}
-    {{ return(var('timeframes', []) | length > 0 or var('ema_periods', []) | length > 0
-              or var('tf_period_combos', []) | length > 0) }}
+    {{ return(list_var('timeframes') | length > 0 or list_var('ema_periods') | length > 0
+              or list_var('tf_period_combos') | length > 0) }}
 {%- endmacro %}
 
 {# Target rows (alias t) of the series a filtered run recomputes (strategy range_part_match). #}
 {% macro ema_series_match() -%}
-    {%- set tfs = var('timeframes', []) -%}
-    {%- set periods = int_list(var('ema_periods', [])) -%}
+    {%- set tfs = list_var('timeframes') -%}
+    {%- set periods = int_list(list_var('ema_periods')) -%}
     {%- if tfs | length > 0 %}t.tf in ({% for tf in tfs %}{{ sql_string(tf) }}{% if not loop.last %}, {% endif %}{% endfor %}){% else %}true{% endif %}
     {%- if periods | length > 0 %} and t.period in ({{ periods | join(', ') }}){% endif %}
-    {%- if var('tf_period_combos', []) | length > 0 %} and {{ ema_combo_filter('t.tf', 't.period') }}{% endif %}
+    {%- if list_var('tf_period_combos') | length > 0 %} and {{ ema_combo_filter('t.tf', 't.period') }}{% endif %}
 {%- endmacro %}
 
 {# Range signature of an EMA family: its timeframes, periods and spine start. #}
