@@ -1,0 +1,52 @@
+{#- Daily input of the five snapshot families (bars.md §4.1): the validated 1D bars by default
+    (OP-2: "timestamp" -> ts, time_high -> timehigh, time_low -> timelow), or the raw source with
+    var('bars_daily_source') = 'raw' (rows with NULL open or close excluded, OP-22). -#}
+{% macro bars_daily_source_sql() -%}
+    {%- if var('bars_daily_source', 'bars_1d') == 'raw' -%}
+        select
+            id,
+            "timestamp" as ts,
+            open,
+            high,
+            low,
+            close,
+            volume,
+            marketcap as market_cap,
+            timehigh,
+            timelow,
+            load_ts as changed_at
+        from {{ ref('stg_price_histories') }}
+        where open is not null and close is not null and {{ asset_filter('id') }}
+    {%- else -%}
+        select
+            id,
+            "timestamp" as ts,
+            open,
+            high,
+            low,
+            close,
+            volume,
+            market_cap,
+            time_high as timehigh,
+            time_low as timelow,
+            src_load_ts as changed_at
+        from {{ ref('price_bars_1d') }}
+        where {{ asset_filter('id') }}
+    {%- endif -%}
+{%- endmacro %}
+
+{# (id, ts, changed_at) of the daily input, for range detection. #}
+{% macro bars_daily_input() -%}
+    select
+        id,
+        ts,
+        changed_at
+    from ({{ bars_daily_source_sql() }}) as daily
+{%- endmacro %}
+
+{# Signature of everything the daily preparation depends on besides the rows. #}
+{% macro bars_daily_parts() -%}
+    select
+        ''::text as part,
+        md5({{ sql_string(var('bars_tz', 'America/New_York') ~ '|' ~ var('bars_daily_source', 'bars_1d')) }}) as signature
+{%- endmacro %}
