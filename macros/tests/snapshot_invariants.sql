@@ -25,7 +25,7 @@
 
 {# Invariants 6 and 7: per bar, constant identity columns, count_days 1..n without gaps,
    non-decreasing volume, at most one canonical row and only as the last row. #}
-{% test snapshot_bar_shape(model) %}
+{% test snapshot_bar_shape(model, anchored=false) %}
     with bars as (
         select
             id,
@@ -36,7 +36,7 @@
             count(distinct open) as n_open,
             count(distinct tf_days) as n_tf_days,
             count(distinct is_partial_start) as n_partial_start,
-            count(distinct coalesce(bar_anchor_offset, -1)) as n_offsets,
+            {% if anchored %}count(distinct bar_anchor_offset){% else %}1{% endif %} as n_offsets,
             min(count_days) as min_count_days,
             max(count_days) as max_count_days,
             count(*) filter (where not is_partial_end) as n_canonical,
@@ -119,7 +119,6 @@
             or bar_anchor_offset < 0
         {% else %}
             is_partial_start
-            or bar_anchor_offset is not null
             {% if family == 'calendar' %}
                 or (tf ~ '^[0-9]+W_'
                     and extract(isodow from bar_start_eff)::int <> {{ 1 if week_start == 'monday' else 7 }})

@@ -1,0 +1,173 @@
+{#- ema_multi_tf_cal_<scheme> (emas.md §4) and ema_multi_tf_cal_anchor_<scheme> (§5): the dual
+    EMA over calendar bars. ema_bar = bar EMA E = S(B; p) snapped on canonical days, compounding
+    alpha_d*x + (1-alpha_d)*ema_bar between them; ema = seeded with E_p on t_p, then compounding
+    every day, never snapping. roll_bar = roll = not a canonical day.
+      cal:        B = spine close of canonical days; alpha_d = ema_alpha_lookup.alpha_ema_dailyspace
+                  (mandatory lookup, OP-7); tf_days = tf_days_nominal (OP-7).
+      cal_anchor: B = bar close of the last canonical row per bar; alpha_d = 1-(1-2/(p+1))^(1/d)
+                  with d = tf_days_nominal (OP-6); rows only from the seed on (OP-11). -#}
+{% macro ema_calendar_model(scheme, anchored) %}
+    {%- set bars = 'price_bars_multi_tf_cal_' ~ ('anchor_' if anchored else '') ~ scheme | lower -%}
+    with timeframes as (
+        {{ ema_calendar_timeframes_sql(scheme, anchored) }}
+    ),
+
+    spine_rows as (
+        {{ ema_spine_rows() }}
+    ),
+
+    close_rows as (
+        {% if anchored %}
+            select distinct on (b.id, b.tf, b.bar_seq)
+                b.id,
+                b.tf,
+                (b.time_close at time zone 'UTC')::date as day,
+                b.close
+            from {{ ref(bars) }} as b
+            where
+                not b.is_partial_end
+                and b.tf in (select t.tf from timeframes as t)
+                and b.id in (select s.id from spine_rows as s)
+                and b.time_close
+                >= ({{ sql_string(var('ema_start_date', '2010-01-01')) }}::timestamp at time zone 'UTC')
+            order by b.id, b.tf, b.bar_seq, b.time_close desc
+        {% else %}
+            select
+                b.id,
+                b.tf,
+                s.day,
+                s.x as close
+            from {{ ref(bars) }} as b
+            inner join spine_rows as s
+                on b.id = s.id and (b.time_close at time zone 'UTC')::date = s.day
+            where not b.is_partial_end and b.tf in (select t.tf from timeframes as t)
+        {% endif %}
+    ),
+
+    series as (
+        select
+            c.id,
+            c.tf,
+            t.tf_days,
+            p.period,
+            {% if anchored %}
+                {{ target.schema }}.ema_alpha_daily_eq(t.tf_days, p.period) as alpha_d
+            {% else %}
+                {{ target.schema }}.ema_require(
+                    l.alpha_ema_dailyspace,
+                    format('ema_alpha_lookup has no row for tf %s, period %s', c.tf, p.period)
+                ) as alpha_d
+            {% endif %}
+        from (select id, tf, count(*) as n_closes from close_rows group by id, tf) as c
+        inner join timeframes as t on c.tf = t.tf
+        cross join lateral unnest({{ ema_periods_array() }}) as p (period)
+        {% if not anchored %}
+            left join {{ ref('ema_alpha_lookup') }} as l on c.tf = l.tf and p.period = l.period
+        {% endif %}
+        where c.n_closes >= p.period and {{ ema_combo_filter('c.tf', 'p.period') }}
+    ),
+
+    {{ ema_series_state('series', 'dual') }}
+
+    spine as (
+        select
+            s.id,
+            array_agg(s.day order by s.day) as days,
+            array_agg(s.ts order by s.day) as tss,
+            array_agg(s.x order by s.day) as xs
+        from spine_rows as s
+        inner join from_day as f on s.id = f.id
+        where f.from_day is null or s.day > f.from_day
+        group by s.id
+    ),
+
+    closes as (
+        select
+            c.id,
+            c.tf,
+            array_agg(c.day order by c.day) as days,
+            array_agg(c.close order by c.day) as closes
+        from close_rows as c
+        inner join from_day as f on c.id = f.id
+        where f.from_day is null or c.day > f.from_day
+        group by c.id, c.tf
+    ),
+
+    calls as (
+        select
+            sr.id,
+            sr.tf,
+            sr.tf_days,
+            array_agg(sr.period order by sr.period) as periods,
+            array_agg({{ target.schema }}.ema_alpha_bar(sr.period) order by sr.period) as alphas,
+            array_agg(sr.alpha_d order by sr.period) as alphas_d,
+            array_agg(st.st order by sr.period) as states
+        from series as sr
+        inner join series_state as st on sr.id = st.id and sr.tf = st.tf and sr.period = st.period
+        group by sr.id, sr.tf, sr.tf_days
+    )
+
+    select
+        c.id,
+        c.tf,
+        w.ts,
+        w.period,
+        c.tf_days,
+        w.roll,
+        w.ema,
+        w.d1,
+        w.d2,
+        w.d1_roll,
+        w.d2_roll,
+        w.ema_bar,
+        w.d1_bar,
+        w.d2_bar,
+        w.roll as roll_bar,
+        w.d1_roll_bar,
+        w.d2_roll_bar,
+        now() as ingested_at
+    from calls as c
+    inner join spine as s on c.id = s.id
+    left join closes as b on c.id = b.id and c.tf = b.tf
+    cross join lateral {{ target.schema }}.ema_walk(
+        'dual', s.days, s.tss, s.xs, b.days, b.closes,
+        c.periods, c.periods, c.alphas, c.alphas_d,
+        null, 0, c.states
+    ) as w
+{% endmacro %}
+
+{# Calendar EMA timeframes (OP-17 selectors, as for the bar families). #}
+{% macro ema_calendar_timeframes_sql(scheme, anchored) -%}
+    select
+        tf,
+        tf_days_nominal as tf_days
+    from {{ ref('dim_timeframe') }}
+    where
+        alignment_type = 'calendar'
+        {% if anchored %}
+            and calendar_anchor
+            and (tf ~ '^[0-9]+W_CAL_ANCHOR_{{ scheme }}$' or tf ~ '^[0-9]+[MY]_CAL_ANCHOR$')
+        {% else %}
+            and not calendar_anchor
+            and (tf ~ '^[0-9]+W_CAL_{{ scheme }}$' or tf ~ '^[0-9]+[MY]_CAL$')
+        {% endif %}
+        and {{ timeframe_filter('tf') }}
+{%- endmacro %}
+
+{% macro ema_calendar_config(model, scheme, anchored) %}
+    {{ config(
+        incremental_strategy='replace_ranges',
+        range_column='ts',
+        range_part_match=ema_series_match(),
+        unique_key=['id', 'tf', 'period', 'ts'],
+        indexes=[{'columns': ['id', 'tf', 'period', 'ts'], 'unique': true}],
+        pre_hook="{{ barsmith_prepare_ranges('" ~ model ~ "', ema_input(), ema_parts(ema_calendar_timeframes_sql('" ~ scheme ~ "', " ~ anchored ~ ")), range_as_rebuild=true) }}",
+        post_hook=[
+            "{% if not ema_run_is_filtered() %}{{ barsmith_record_fingerprints('" ~ model ~ "', ema_input()) }}{% endif %}",
+            "create unique index if not exists " ~ model ~ "_canonical on {{ this }} (id, tf, period, ts) where not roll",
+            "{{ barsmith_audit() }}",
+        ],
+        audit_counts={'canonical': 'not roll'},
+        tags=['ema_cal_anchor' if anchored else 'ema_cal', 'scheme_' ~ scheme | lower],
+    ) }}
+{% endmacro %}

@@ -1,0 +1,123 @@
+{{
+    config(
+        incremental_strategy='replace_ranges',
+        range_column='ts',
+        range_part_match=ema_series_match(),
+        unique_key=['id', 'tf', 'period', 'ts'],
+        indexes=[{'columns': ['id', 'tf', 'period', 'ts'], 'unique': true}],
+        pre_hook="{{ barsmith_prepare_ranges('ema_multi_tf', ema_input(), ema_parts(ema_tf_day_timeframes_sql()), range_as_rebuild=true) }}",
+        post_hook=[
+            "{% if not ema_run_is_filtered() %}{{ barsmith_record_fingerprints('ema_multi_tf', ema_input()) }}{% endif %}",
+            "create unique index if not exists ema_multi_tf_canonical on {{ this }} (id, tf, period, ts) where not roll",
+            "{{ barsmith_audit() }}",
+        ],
+        audit_counts={'canonical': 'not roll'},
+        tags=['ema_multi_tf'],
+    )
+}}
+
+-- Bar-space EMA over the rolling bars with a one-step daily preview (emas.md §2): canonical
+-- days carry the bar EMA E_k (alpha 2/(p+1)), other days alpha*x + (1-alpha)*E*; tf = 1D
+-- uses the validated daily bars as closes (§2.3). No synthetic fallback bars (OP-18).
+with timeframes as (
+    {{ ema_tf_day_timeframes_sql() }}
+),
+
+spine_rows as (
+    {{ ema_spine_rows() }}
+),
+
+close_rows as (
+    select
+        b.id,
+        b.tf,
+        (b.time_close at time zone 'UTC')::date as day,
+        b.close
+    from {{ ref('price_bars_multi_tf') }} as b
+    where
+        not b.is_partial_end
+        and b.tf in (select t.tf from timeframes as t)
+        and b.id in (select s.id from spine_rows as s)
+        and b.time_close >= ({{ sql_string(var('ema_start_date', '2010-01-01')) }}::timestamp at time zone 'UTC')
+    union all
+    select
+        s.id,
+        '1D' as tf,
+        s.day,
+        s.x as close
+    from spine_rows as s
+    where exists (select 1 from timeframes as t where t.tf = '1D')
+),
+
+series as (
+    select
+        c.id,
+        c.tf,
+        t.tf_days,
+        p.period
+    from (select id, tf, count(*) as n_closes from close_rows group by id, tf) as c
+    inner join timeframes as t on c.tf = t.tf
+    cross join lateral unnest({{ ema_periods_array() }}) as p (period)
+    where c.n_closes >= p.period and {{ ema_combo_filter('c.tf', 'p.period') }}
+),
+
+{{ ema_series_state('series', 'preview') }}
+
+spine as (
+    select
+        s.id,
+        array_agg(s.day order by s.day) as days,
+        array_agg(s.ts order by s.day) as tss,
+        array_agg(s.x order by s.day) as xs
+    from spine_rows as s
+    inner join from_day as f on s.id = f.id
+    where f.from_day is null or s.day > f.from_day
+    group by s.id
+),
+
+closes as (
+    select
+        c.id,
+        c.tf,
+        array_agg(c.day order by c.day) as days,
+        array_agg(c.close order by c.day) as closes
+    from close_rows as c
+    inner join from_day as f on c.id = f.id
+    where f.from_day is null or c.day > f.from_day
+    group by c.id, c.tf
+),
+
+calls as (
+    select
+        sr.id,
+        sr.tf,
+        sr.tf_days,
+        array_agg(sr.period order by sr.period) as periods,
+        array_agg({{ target.schema }}.ema_alpha_bar(sr.period) order by sr.period) as alphas,
+        array_agg(st.st order by sr.period) as states
+    from series as sr
+    inner join series_state as st on sr.id = st.id and sr.tf = st.tf and sr.period = st.period
+    group by sr.id, sr.tf, sr.tf_days
+)
+
+select
+    c.id,
+    c.tf,
+    w.ts,
+    w.period,
+    w.ema,
+    c.tf_days,
+    w.roll,
+    w.d1_roll,
+    w.d2_roll,
+    w.d1,
+    w.d2,
+    now() as ingested_at
+from calls as c
+inner join spine as s on c.id = s.id
+left join closes as b on c.id = b.id and c.tf = b.tf
+cross join lateral {{ target.schema }}.ema_walk(
+    'preview', s.days, s.tss, s.xs, b.days, b.closes,
+    c.periods, c.periods, c.alphas, c.alphas,
+    null, 0, c.states
+) as w
