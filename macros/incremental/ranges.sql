@@ -22,8 +22,9 @@
 
 {#- input_sql: select returning (id, ts, changed_at) for the rows the model reads.
     parts_sql: select returning (part, signature); default one part ''. -#}
-{#- range_as_rebuild: treat 'range' like 'rebuild' (models that replay a whole id, e.g. EMAs). -#}
-{% macro barsmith_prepare_ranges(model_key, input_sql, parts_sql=none, lookback_days=0, range_as_rebuild=false) %}
+{#- range_as_rebuild: treat 'range' like 'rebuild' (models that replay a whole id, e.g. EMAs);
+    whole_ids: every listed id is rebuilt whole (models whose rows all depend on the id's history). -#}
+{% macro barsmith_prepare_ranges(model_key, input_sql, parts_sql=none, lookback_days=0, range_as_rebuild=false, whole_ids=false) %}
     {%- set parts = parts_sql or "select ''::text as part, 'v1'::text as signature" -%}
     {% if not is_incremental() %}
         delete from {{ fingerprint_table() }} where model = {{ sql_string(model_key) }};
@@ -141,12 +142,13 @@
         part,
         signature,
         case
+            when {{ 'true' if whole_ids else 'false' }} then '-infinity'::timestamptz
             when {{ 'true' if range_as_rebuild else 'false' }} and from_ts <= seen_max_ts
                 then '-infinity'::timestamptz
             else from_ts
         end as from_ts,
         case
-            when from_ts = '-infinity'::timestamptz then 'rebuild'
+            when from_ts = '-infinity'::timestamptz or {{ 'true' if whole_ids else 'false' }} then 'rebuild'
             when from_ts > seen_max_ts then 'append'
             when {{ 'true' if range_as_rebuild else 'false' }} then 'rebuild'
             else 'range'

@@ -7,7 +7,7 @@
             {'columns': ['id', 'ld'], 'unique': true},
             {'columns': ['id', 'k'], 'unique': true},
         ],
-        pre_hook="{{ barsmith_prepare_ranges('int_bars_daily_prep', bars_daily_input(), bars_daily_parts(), range_as_rebuild=true) }}",
+        pre_hook="{{ barsmith_prepare_ranges('int_bars_daily_prep', bars_daily_input(), bars_daily_parts(), whole_ids=true) }}",
         post_hook=[
             "{{ barsmith_record_fingerprints('int_bars_daily_prep', bars_daily_input()) }}",
             "create index if not exists int_bars_daily_prep_gaps on {{ this }} (id, ld) where ld - prev_ld > 1",
