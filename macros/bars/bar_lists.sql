@@ -200,11 +200,11 @@
                     v.ws,
                     v.ws_next - 1 as we
                 from (
-                    select
-                        {{ anchored_window_start('s', 'g.g') }} as ws,
-                        {{ anchored_window_start('s', 'g.g + 1') }} as ws_next
-                    offset 0
-                ) as v
+                    values (
+                        {{ anchored_window_start('s', 'g.g') }},
+                        {{ anchored_window_start('s', 'g.g + 1') }}
+                    )
+                ) as v (ws, ws_next)
             ) as x
             cross join lateral (
                 -- non-empty window: one index probe

@@ -58,7 +58,14 @@
                     format('ema_alpha_lookup has no row for tf %s, period %s', c.tf, p.period)
                 ) as alpha_d
             {% endif %}
-        from (select id, tf, count(*) as n_closes from close_rows group by id, tf) as c
+        from (
+        select
+            id,
+            tf,
+            count(*) as n_closes
+        from close_rows
+        group by id, tf
+    ) as c
         inner join timeframes as t on c.tf = t.tf
         cross join lateral unnest({{ ema_periods_array() }}) as p (period)
         {% if not anchored %}

@@ -78,7 +78,7 @@ ranked as (
         coalesce(timelow, ts) as tl,
         case
             when high is not null
-                then row_number() over (partition by id, high is null order by high, k desc)
+                then row_number() over (partition by id, high is null order by high asc, k desc)
         end::integer as hrank,
         case
             when low is not null

@@ -46,7 +46,10 @@ close_rows as (
         s.day,
         s.x as close
     from spine_rows as s
-    where exists (select 1 from timeframes as t where t.tf = '1D')
+    where exists (
+            select 1 from timeframes as t
+            where t.tf = '1D'
+        )
 ),
 
 series as (
@@ -55,7 +58,14 @@ series as (
         c.tf,
         t.tf_days,
         p.period
-    from (select id, tf, count(*) as n_closes from close_rows group by id, tf) as c
+    from (
+        select
+            id,
+            tf,
+            count(*) as n_closes
+        from close_rows
+        group by id, tf
+    ) as c
     inner join timeframes as t on c.tf = t.tf
     cross join lateral unnest({{ ema_periods_array() }}) as p (period)
     where c.n_closes >= p.period and {{ ema_combo_filter('c.tf', 'p.period') }}

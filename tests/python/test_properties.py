@@ -12,11 +12,21 @@ from .histories import EPOCH, History, day_row, delete_day, write_rows
 from .helpers import table_rows
 
 # (table, key columns, columns that legitimately differ between runs)
+FAMILIES = ["price_bars_multi_tf", "price_bars_multi_tf_cal_iso", "price_bars_multi_tf_cal_us",
+            "price_bars_multi_tf_cal_anchor_iso", "price_bars_multi_tf_cal_anchor_us"]
+EMAS = ["ema_multi_tf", "ema_multi_tf_v2", "ema_multi_tf_cal_us", "ema_multi_tf_cal_iso",
+        "ema_multi_tf_cal_anchor_us", "ema_multi_tf_cal_anchor_iso"]
 TABLES = [
     ("price_bars_1d", ['id', '"timestamp"'], ()),
     ("price_bars_1d_rejects", ['id', '"timestamp"'], ()),
+    *[(t, ["id", "tf", "time_close"], ("ingested_at",)) for t in FAMILIES],
+    *[(t, ["id", "tf", "period", "ts"], ("ingested_at",)) for t in EMAS],
 ]
-SELECT = "stg_price_histories price_bars_1d price_bars_1d_rejects"
+# a few timeframes and periods per family keep each run short; the logic is the same for all
+SELECT = "stg_price_histories+ ema_alpha_lookup"
+VARS = {"timeframes": ["2D", "7D", "10D", "1W_CAL_ISO", "1W_CAL_US", "2W_CAL_ISO", "1M_CAL", "3M_CAL", "1Y_CAL",
+                       "1W_CAL_ANCHOR_US", "2W_CAL_ANCHOR_ISO", "1M_CAL_ANCHOR", "1Y_CAL_ANCHOR", "1D"],
+        "ema_periods": [3, 5], "ema_start_date": "2020-01-01"}
 OLD = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
 operation = st.one_of(
@@ -88,18 +98,19 @@ def snapshot(project):
 )
 def test_incremental_equals_full_refresh(project, gaps, length, ops):
     project.execute("drop table if exists price_histories cascade")
-    project.execute("drop table if exists barsmith_input_fingerprints")
+    project.execute("drop table if exists barsmith_input_fingerprints cascade")
+    project.dbt(["seed"])
     history = initial_history(gaps, length)
     with project.connection.connect() as conn:
         write_rows(conn, history.rows(), load_ts=OLD)
-    project.run(SELECT, full_refresh=True)
+    project.run(SELECT, full_refresh=True, vars=VARS)
     for batch in ops:
         with project.connection.connect() as conn:
             for op in batch:
                 apply(conn, history, op)
-        project.run(SELECT)
+        project.run(SELECT, vars=VARS)
     incremental = snapshot(project)
-    project.run(SELECT, full_refresh=True)
+    project.run(SELECT, full_refresh=True, vars=VARS)
     full = snapshot(project)
     for table, *_ in TABLES:
         assert incremental[table] == full[table], f"{table} differs after {ops}"
