@@ -36,7 +36,7 @@ class DbtProject:
     def build(self, select: str | None = None, full_refresh: bool = False, vars: dict | None = None, **kw):
         extra = []
         if select:
-            extra += ["--select", select]
+            extra += ["--select", select, "--indirect-selection", "cautious"]
         if full_refresh:
             extra.append("--full-refresh")
         return self.dbt(["build"], vars, extra=extra, **kw)
