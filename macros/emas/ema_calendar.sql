@@ -167,7 +167,10 @@
         range_column='ts',
         range_part_match=ema_series_match(),
         unique_key=['id', 'tf', 'period', 'ts'],
-        indexes=[{'columns': ['id', 'tf', 'period', 'ts'], 'unique': true}],
+        indexes=[
+            {'columns': ['id', 'tf', 'period', 'ts'], 'unique': true},
+            {'columns': ['ingested_at'], 'type': 'brin'},
+        ],
         pre_hook="{{ barsmith_prepare_ranges('" ~ model ~ "', ema_input(), ema_parts(ema_calendar_timeframes_sql('" ~ scheme ~ "', " ~ anchored ~ ")), range_as_rebuild=true) }}",
         post_hook=[
             "{% if not ema_run_is_filtered() %}{{ barsmith_record_fingerprints('" ~ model ~ "', ema_input()) }}{% endif %}",

@@ -4,7 +4,10 @@
         range_column='ts',
         range_part_match=ema_series_match(),
         unique_key=['id', 'tf', 'period', 'ts'],
-        indexes=[{'columns': ['id', 'tf', 'period', 'ts'], 'unique': true}],
+        indexes=[
+            {'columns': ['id', 'tf', 'period', 'ts'], 'unique': true},
+            {'columns': ['ingested_at'], 'type': 'brin'},
+        ],
         pre_hook="{{ barsmith_prepare_ranges('ema_multi_tf_v2', ema_input(), ema_parts(ema_v2_timeframes_sql(), v2=true), range_as_rebuild=true) }}",
         post_hook=[
             "{% if not ema_run_is_filtered() %}{{ barsmith_record_fingerprints('ema_multi_tf_v2', ema_input()) }}{% endif %}",

@@ -161,3 +161,19 @@ def test_cal_anchor_parity_and_resolved_alpha(golden_build, golden_dir, table):
                 checked += 1
             prev = ema
     assert checked > 10000
+
+
+def test_ema_rejects_report_bad_values_with_a_reason(golden_build):
+    golden_build.execute("""insert into ema_multi_tf (id, tf, ts, period, ema, tf_days, roll)
+                            values (1, '7D', '2030-01-01', 10, -5, 7, true), (1, '7D', '2030-01-02', 10, 'NaN', 7, true),
+                                   (1, '7D', '2030-01-03', 10, 'Infinity', 7, true)""")
+    try:
+        golden_build.run("ema_rejects", full_refresh=True)
+        found = dict(golden_build.query(
+            "select \"timestamp\"::date::text, violation_type from ema_rejects where source_table = 'ema_multi_tf'"))
+        assert found == {"2030-01-01": "negative", "2030-01-02": "nan", "2030-01-03": "infinity"}
+        assert golden_build.query("select count(*) from ema_multi_tf where ts >= '2030-01-01'")[0][0] == 3, \
+            "reported, not dropped"
+    finally:
+        golden_build.execute("delete from ema_multi_tf where ts >= '2030-01-01'")
+        golden_build.run("ema_rejects", full_refresh=True)
