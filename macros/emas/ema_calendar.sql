@@ -76,29 +76,7 @@
 
     {{ ema_series_state('series', 'dual') }}
 
-    spine as (
-        select
-            s.id,
-            array_agg(s.day order by s.day) as days,
-            array_agg(s.ts order by s.day) as tss,
-            array_agg(s.x order by s.day) as xs
-        from spine_rows as s
-        inner join from_day as f on s.id = f.id
-        where f.from_day is null or s.day > f.from_day
-        group by s.id
-    ),
-
-    closes as (
-        select
-            c.id,
-            c.tf,
-            array_agg(c.day order by c.day) as days,
-            array_agg(c.close order by c.day) as closes
-        from close_rows as c
-        inner join from_day as f on c.id = f.id
-        where f.from_day is null or c.day > f.from_day
-        group by c.id, c.tf
-    ),
+    {{ ema_walk_arrays() }}
 
     calls as (
         select
@@ -162,22 +140,9 @@
 {%- endmacro %}
 
 {% macro ema_calendar_config(model, scheme, anchored) %}
-    {{ config(
-        incremental_strategy='replace_ranges',
-        range_column='ts',
-        range_part_match=ema_series_match(),
-        unique_key=['id', 'tf', 'period', 'ts'],
-        indexes=[
-            {'columns': ['id', 'tf', 'period', 'ts'], 'unique': true},
-            {'columns': ['ingested_at'], 'type': 'brin'},
-        ],
-        pre_hook="{{ barsmith_prepare_ranges('" ~ model ~ "', ema_input(), ema_parts(ema_calendar_timeframes_sql('" ~ scheme ~ "', " ~ anchored ~ ")), range_as_rebuild=true) }}",
-        post_hook=[
-            "{% if not ema_run_is_filtered() %}{{ barsmith_record_fingerprints('" ~ model ~ "', ema_input()) }}{% endif %}",
-            "create unique index if not exists " ~ model ~ "_canonical on {{ this }} (id, tf, period, ts) where not roll",
-            "{{ barsmith_audit() }}",
-        ],
-        audit_counts={'canonical': 'not roll'},
-        tags=['ema_cal_anchor' if anchored else 'ema_cal', 'scheme_' ~ scheme | lower],
+    {{ ema_model_config(
+        model,
+        "ema_calendar_timeframes_sql('" ~ scheme ~ "', " ~ anchored ~ ")",
+        ['ema_cal_anchor' if anchored else 'ema_cal', 'scheme_' ~ scheme | lower],
     ) }}
 {% endmacro %}

@@ -193,3 +193,60 @@
 {% macro ema_v2_timeframes_sql() -%}
     {{ ema_tf_day_timeframes_sql() }}
 {%- endmacro %}
+
+{#- The config every EMA model shares: range-incremental on (id, tf, period, ts), resume lookups
+    through the unique index, a canonical-uniqueness guard (emas.md §1.5), a BRIN index on
+    ingested_at (ema_rejects reads the rows of a run through it), fingerprints only for
+    unfiltered runs. timeframes_call: the SQL of the family's timeframe selector (a macro call). -#}
+{% macro ema_model_config(model, timeframes_call, tags, v2=false) %}
+    {{ config(
+        incremental_strategy='replace_ranges',
+        range_column='ts',
+        range_part_match=ema_series_match(),
+        unique_key=['id', 'tf', 'period', 'ts'],
+        indexes=[
+            {'columns': ['id', 'tf', 'period', 'ts'], 'unique': true},
+            {'columns': ['ingested_at'], 'type': 'brin'},
+        ],
+        pre_hook="{{ barsmith_prepare_ranges('" ~ model ~ "', ema_input(), ema_parts(" ~ timeframes_call ~ ", v2=" ~ v2 ~ "), range_as_rebuild=true) }}",
+        post_hook=[
+            "{% if not ema_run_is_filtered() %}{{ barsmith_record_fingerprints('" ~ model ~ "', ema_input()) }}{% endif %}",
+            "create unique index if not exists " ~ model ~ "_canonical on {{ this }} (id, tf, period, ts) where not roll",
+            "{{ barsmith_audit() }}",
+        ],
+        audit_counts={'canonical': 'not roll'},
+        tags=tags,
+    ) }}
+{% endmacro %}
+
+{#- Per-id spine arrays and per-(id, tf) close arrays after each id's resume day (from_day). -#}
+{% macro ema_walk_arrays(with_closes=true) %}
+    spine as (
+        select
+            s.id,
+            array_agg(s.day order by s.day) as days,
+            array_agg(s.ts order by s.day) as tss,
+            array_agg(s.x order by s.day) as xs
+            {%- if not with_closes %},
+                min(s.pos) as pos0
+            {%- endif %}
+        from spine_rows as s
+        inner join from_day as f on s.id = f.id
+        where f.from_day is null or s.day > f.from_day
+        group by s.id
+    ),
+    {% if with_closes %}
+
+        closes as (
+            select
+                c.id,
+                c.tf,
+                array_agg(c.day order by c.day) as days,
+                array_agg(c.close order by c.day) as closes
+            from close_rows as c
+            inner join from_day as f on c.id = f.id
+            where f.from_day is null or c.day > f.from_day
+            group by c.id, c.tf
+        ),
+    {% endif %}
+{% endmacro %}

@@ -1,23 +1,4 @@
-{{
-    config(
-        incremental_strategy='replace_ranges',
-        range_column='ts',
-        range_part_match=ema_series_match(),
-        unique_key=['id', 'tf', 'period', 'ts'],
-        indexes=[
-            {'columns': ['id', 'tf', 'period', 'ts'], 'unique': true},
-            {'columns': ['ingested_at'], 'type': 'brin'},
-        ],
-        pre_hook="{{ barsmith_prepare_ranges('ema_multi_tf', ema_input(), ema_parts(ema_tf_day_timeframes_sql()), range_as_rebuild=true) }}",
-        post_hook=[
-            "{% if not ema_run_is_filtered() %}{{ barsmith_record_fingerprints('ema_multi_tf', ema_input()) }}{% endif %}",
-            "create unique index if not exists ema_multi_tf_canonical on {{ this }} (id, tf, period, ts) where not roll",
-            "{{ barsmith_audit() }}",
-        ],
-        audit_counts={'canonical': 'not roll'},
-        tags=['ema_multi_tf'],
-    )
-}}
+{{ ema_model_config('ema_multi_tf', "ema_tf_day_timeframes_sql()", ['ema_multi_tf']) }}
 
 -- Bar-space EMA over the rolling bars with a one-step daily preview (emas.md §2): canonical
 -- days carry the bar EMA E_k (alpha 2/(p+1)), other days alpha*x + (1-alpha)*E*; tf = 1D
@@ -76,29 +57,7 @@ series as (
 
 {{ ema_series_state('series', 'preview') }}
 
-spine as (
-    select
-        s.id,
-        array_agg(s.day order by s.day) as days,
-        array_agg(s.ts order by s.day) as tss,
-        array_agg(s.x order by s.day) as xs
-    from spine_rows as s
-    inner join from_day as f on s.id = f.id
-    where f.from_day is null or s.day > f.from_day
-    group by s.id
-),
-
-closes as (
-    select
-        c.id,
-        c.tf,
-        array_agg(c.day order by c.day) as days,
-        array_agg(c.close order by c.day) as closes
-    from close_rows as c
-    inner join from_day as f on c.id = f.id
-    where f.from_day is null or c.day > f.from_day
-    group by c.id, c.tf
-),
+{{ ema_walk_arrays() }}
 
 calls as (
     select

@@ -1,23 +1,4 @@
-{{
-    config(
-        incremental_strategy='replace_ranges',
-        range_column='ts',
-        range_part_match=ema_series_match(),
-        unique_key=['id', 'tf', 'period', 'ts'],
-        indexes=[
-            {'columns': ['id', 'tf', 'period', 'ts'], 'unique': true},
-            {'columns': ['ingested_at'], 'type': 'brin'},
-        ],
-        pre_hook="{{ barsmith_prepare_ranges('ema_multi_tf_v2', ema_input(), ema_parts(ema_v2_timeframes_sql(), v2=true), range_as_rebuild=true) }}",
-        post_hook=[
-            "{% if not ema_run_is_filtered() %}{{ barsmith_record_fingerprints('ema_multi_tf_v2', ema_input()) }}{% endif %}",
-            "create unique index if not exists ema_multi_tf_v2_canonical on {{ this }} (id, tf, period, ts) where not roll",
-            "{{ barsmith_audit() }}",
-        ],
-        audit_counts={'canonical': 'not roll'},
-        tags=['ema_v2'],
-    )
-}}
+{{ ema_model_config('ema_multi_tf_v2', "ema_v2_timeframes_sql()", ['ema_v2'], v2=true) }}
 
 -- Daily-space EMA with the horizon alpha 2/(d*p+1) on the validated daily closes
 -- (emas.md §3); roll = false on every d-th spine day counted from the id's first day.
@@ -56,18 +37,7 @@ series as (
 
 {{ ema_series_state('series', 'daily') }}
 
-spine as (
-    select
-        s.id,
-        array_agg(s.day order by s.day) as days,
-        array_agg(s.ts order by s.day) as tss,
-        array_agg(s.x order by s.day) as xs,
-        min(s.pos) as pos0
-    from spine_rows as s
-    inner join from_day as f on s.id = f.id
-    where f.from_day is null or s.day > f.from_day
-    group by s.id
-),
+{{ ema_walk_arrays(with_closes=false) }}
 
 calls as (
     select

@@ -7,16 +7,13 @@ embedded PostgreSQL is started in a temporary directory. Tests never skip for la
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import conninfo, sql
 
 from driver import db as dbmod
 
-from .helpers import DbtProject
+from .helpers import DbtProject, drop_database, new_database
 
 GOLDEN = Path(os.environ.get("BARSMITH_GOLDEN_DIR", Path(__file__).resolve().parents[3] / "shared" / "golden"))
 
@@ -40,15 +37,9 @@ def server(tmp_path_factory) -> dbmod.Connection:
 @pytest.fixture()
 def database(server: dbmod.Connection) -> dbmod.Connection:
     """A new empty database on the session server, dropped after the test."""
-    name = f"barsmith_test_{uuid.uuid4().hex[:10]}"
-    admin = conninfo.make_conninfo(server.url, dbname=server.dbname)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    conn_info = dbmod.Connection(host=server.host, port=server.port, user=server.user, password=server.password,
-                                 dbname=name, schema="public", embedded=server.embedded)
+    conn_info = new_database(server)
     yield conn_info
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+    drop_database(server, conn_info)
 
 
 @pytest.fixture()

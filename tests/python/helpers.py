@@ -65,6 +65,27 @@ class DbtProject:
         return df.drop(columns=[c for c in exclude if c in df.columns])
 
 
+def new_database(server: dbmod.Connection, prefix: str = "barsmith_test") -> dbmod.Connection:
+    """A new empty database on the test server (the caller drops it, or the server goes away)."""
+    import uuid
+
+    from psycopg import conninfo, sql
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = conninfo.make_conninfo(server.url, dbname=server.dbname)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    return dbmod.Connection(server.host, server.port, server.user, server.password, name, "public", server.embedded)
+
+
+def drop_database(server: dbmod.Connection, connection: dbmod.Connection) -> None:
+    from psycopg import conninfo, sql
+
+    admin = conninfo.make_conninfo(server.url, dbname=server.dbname)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(connection.dbname)))
+
+
 def read_golden(path: Path) -> pd.DataFrame:
     df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=str)
     return df

@@ -28,8 +28,7 @@ TFS = ["7D", "1W_CAL_ISO", "1W_CAL_US", "1M_CAL", "2W_CAL_ANCHOR_ISO", "1M_CAL_A
 
 @pytest.fixture(scope="module")
 def built(server, tmp_path_factory):
-    from .test_bars_families import new_database
-    from .helpers import DbtProject
+    from .helpers import DbtProject, new_database
 
     project = DbtProject(new_database(server), tmp_path_factory.mktemp("assign"))
     with project.connection.connect() as conn:

@@ -3,17 +3,11 @@ the OP resolutions checked against their rule, worked examples, incremental == f
 
 from __future__ import annotations
 
-import uuid
 from datetime import date, timedelta
 
 import pandas as pd
-import psycopg
 import pytest
-from psycopg import conninfo, sql
-
-from driver import db as dbmod
-
-from .helpers import DbtProject, compare_frames, read_golden
+from .helpers import DbtProject, compare_frames, new_database, read_golden
 
 FAMILIES = [
     "price_bars_multi_tf",
@@ -45,14 +39,6 @@ OP_COLUMNS = {
     "price_bars_multi_tf_cal_anchor_us": {"count_missing_days": "OP-4", "is_missing_days": "OP-4",
                                           "count_missing_days_interior": "OP-4", "count_days_remaining": "OP-5"},
 }
-
-
-def new_database(server) -> dbmod.Connection:
-    name = f"barsmith_fam_{uuid.uuid4().hex[:8]}"
-    admin = conninfo.make_conninfo(server.url, dbname=server.dbname)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    return dbmod.Connection(server.host, server.port, server.user, server.password, name, "public", server.embedded)
 
 
 @pytest.fixture(scope="module")

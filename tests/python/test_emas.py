@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from .helpers import compare_frames, read_golden, table_rows
+from .helpers import DbtProject, compare_frames, drop_database, new_database, read_golden, table_rows
 
 EMA_KINDS = {
     "id": "int", "tf": "str", "ts": "ts", "period": "int", "tf_days": "int", "roll": "bool", "roll_bar": "bool",
@@ -30,27 +30,12 @@ def golden_groups(project, golden: pd.DataFrame, table: str) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def golden_build(server, golden_dir, tmp_path_factory):
     """One database with the golden input, built once with the default vars (bars_1d input)."""
-    import uuid
-
-    import psycopg
-    from psycopg import conninfo, sql
-
-    from driver import db as dbmod
-
-    from .helpers import DbtProject
-
-    name = f"barsmith_ema_{uuid.uuid4().hex[:8]}"
-    admin = conninfo.make_conninfo(server.url, dbname=server.dbname)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    conn_info = dbmod.Connection(host=server.host, port=server.port, user=server.user, password=server.password,
-                                 dbname=name, schema="public", embedded=server.embedded)
+    conn_info = new_database(server, "barsmith_ema")
     project = DbtProject(conn_info, tmp_path_factory.mktemp("ema"))
     project.load(golden_dir / "price_histories.csv")
     project.build()
     yield project
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+    drop_database(server, conn_info)
 
 
 def test_v2_parity_with_reference(golden_build, golden_dir):
