@@ -42,3 +42,10 @@
         ), true)
     group by {{ column_name }}
 {% endtest %}
+
+{# Rows where any of the listed columns is NULL (one scan instead of one test per column). #}
+{% test barsmith_not_null_columns(model, columns) %}
+    select *
+    from {{ model }}
+    where {% for c in columns %}{{ c }} is null{% if not loop.last %} or {% endif %}{% endfor %}
+{% endtest %}
