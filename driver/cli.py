@@ -209,7 +209,7 @@ def refresh_cmd(
         lines = report.outcome_lines(outcome)
         for line in lines:
             log.write(line)
-        report.print_outcome(console if not quiet else console, outcome, quiet=quiet)
+        report.print_outcome(console, outcome, quiet=quiet)
         log.write(f"refresh finished: exit {outcome.exit_code} in {outcome.seconds:.1f} s")
         if not quiet:
             console.print(f"log: {log.path}")

@@ -107,6 +107,6 @@ def print_outcome(console: Console, outcome, quiet: bool = False) -> None:
     if not quiet or outcome.invocations:
         console.print(summary_table(outcome))
     for line in outcome_lines(outcome):
-        if line.startswith(("stage ", "data tests", "quality", "skipped", "FAILED", "dbt error", "error", "OK", "FAILED")):
+        if line.startswith(("stage ", "data tests", "quality", "skipped", "FAILED", "dbt error", "error", "OK")):
             style = "red" if line.startswith(("FAILED", "dbt error", "error")) else None
             console.print(line, style=style, highlight=False, markup=False)
