@@ -15,7 +15,6 @@ from pathlib import Path
 from .db import PROJECT_DIR
 
 SEED = PROJECT_DIR / "seeds" / "dim_timeframe.csv"
-PERIOD_SEED = PROJECT_DIR / "seeds" / "ema_periods.csv"
 MAX_INT = 2**31 - 1
 
 
@@ -27,12 +26,6 @@ class FilterError(ValueError):
 def known_timeframes(path: Path = SEED) -> dict[str, dict[str, str]]:
     with path.open(newline="") as fh:
         return {row["tf"]: row for row in csv.DictReader(fh)}
-
-
-@lru_cache(maxsize=1)
-def default_periods(path: Path = PERIOD_SEED) -> list[int]:
-    with path.open(newline="") as fh:
-        return [int(row["period"]) for row in csv.DictReader(fh)]
 
 
 def _items(text: str, what: str) -> list[str]:
