@@ -3,10 +3,11 @@
     int_bars_daily_prep (k = ordinal for rolling bars, ld = local day for calendar/anchored),
     bar_start / bar_end (local dates; NULL for row-count bars), bar_start_eff (NULL = the bar's
     first observed day), is_partial_start, bar_anchor_offset, series_start (first local day of
-    S'; NULL = every row is in S') and from_ts (rows before it are not re-emitted).
+    S'; NULL = every row is in S'), from_ts (rows before it are not re-emitted) and frame_from
+    (k0 / ld0 of the first row at or after from_ts: where a carried-forward window starts).
     Input `series`: one row per (id, tf) to compute with tf (base_unit u, tf_qty n), the id's
     n_rows, first_ld, last_ld, and from_ts / k0 (ordinal of the first row at or after from_ts,
-    1 = whole id) / ld_from. Only bars from the one holding from_ts onward are listed. -#}
+    1 = whole id) / ld0 (its local day) / ld_from. Only bars from the one holding from_ts onward are listed. -#}
 
 {# multi_tf (bars.md §6): bar b holds the rows k in [(b-1)N+1, bN], counted from the id's first row. #}
 {% macro bar_list_rolling() %}
@@ -23,7 +24,8 @@
         false as is_partial_start,
         null::integer as bar_anchor_offset,
         null::date as series_start,
-        s.from_ts
+        s.from_ts,
+        s.k0 as frame_from
     from (
         select
             *,
@@ -50,13 +52,15 @@
         false as is_partial_start,
         null::integer as bar_anchor_offset,
         b.a as series_start,
-        b.from_ts
+        b.from_ts,
+        b.ld0 as frame_from
     from (
         select
             s.tf,
             s.id,
             s.a,
             s.from_ts,
+            s.ld0,
             (g.i + 1)::integer as bar_seq,
             x.bar_start,
             x.bar_end,
@@ -144,7 +148,8 @@
         (b.first_ld > b.ws) as is_partial_start,
         (b.ws - b.anchor_ws)::integer as bar_anchor_offset,
         null::date as series_start,
-        b.from_ts
+        b.from_ts,
+        b.ld0 as frame_from
     from (
         select
             w.*,
@@ -158,6 +163,7 @@
                 s.anchor_ws,
                 s.bar_seq_offset,
                 s.from_ts,
+                s.ld0,
                 g.g,
                 x.ws,
                 x.we

@@ -2,16 +2,25 @@
     day of the bar gets its bar-to-date row. Plan shape: per id (lookup arrays built once) ->
     bars of the id -> the bar's first row (one index probe) -> the bar's rows in index order with
     ONE window (frame = bar-to-date), so no sort of the snapshot rows is needed.
-      time_high/low (§4.4): max(hrank)/max(lrank) over the frame is r* (ties -> earlier row);
-        per-id arrays th_by_hrank / tl_by_lrank turn it into the instant.
+      time_high/low (§4.4): per-id ranks (larger = higher high / lower low, ties -> earlier row),
+        so max(rank) over the frame is r*; the arrays th_by_hrank / tl_by_lrank turn it into the
+        instant. Ranks are built here over the rows the run reads, never stored.
       market cap: the id-wide forward fill, used when its row is inside the bar.
-      first/last missing day (OP-7): from the id-wide gap neighbours of prep.
+      first/last missing day (OP-7): from the gaps of prep.
       §4.6 sanity rules applied in order (they only fire on raw input).
-    Rows before the bar's from_ts are not re-emitted (they cannot change). -#}
+    Carry-forward (incremental runs on the validated 1D input): a bar that holds rows before
+    from_ts is continued from its stored row just before from_ts (the seed), so the window
+    reads only the rows from from_ts on. Those stored rows are unchanged by construction (mode
+    'range'/'append' means the rows before from_ts are the ones consumed last time). The 1D
+    bars satisfy high >= greatest(open, close), low <= least(open, close) and time_low <= ts,
+    so no §4.6 rule ever rewrote a stored row and its high/low are the true bar extremes. On
+    the raw input (bars_daily_source = 'raw') the §4.6 rules can fire, so bars are recomputed
+    from their first row and only rows from from_ts on are emitted. -#}
 {% macro bar_snapshot(family, scheme=none) %}
     {%- set prep = ref('int_bars_daily_prep') -%}
     {%- set range_col = 'k' if family == 'rolling' else 'ld' -%}
     {%- set anchored = family == 'anchored' -%}
+    {%- set carry = is_incremental() and var('bars_daily_source', 'bars_1d') != 'raw' -%}
     with timeframes as (
         select
             tf,
@@ -23,29 +32,48 @@
             and {{ timeframe_filter('tf') }}
     ),
 
-    ids as (
-        select
-            id,
-            count(*)::integer as n_rows,
-            min(ld) as first_ld,
-            max(ld) as last_ld
-        from {{ prep }}
-        {% if is_incremental() %}
-            where id in (select r.id from {{ ranges_relation() }} as r)
-        {% endif %}
-        group by id
-    ),
-
     {% if is_incremental() %}
+        ids as (
+            -- per changed id: row count and first / last local day (index probes)
+            select
+                i.id,
+                l.k as n_rows,
+                f.ld as first_ld,
+                l.ld as last_ld
+            from (select distinct r.id from {{ ranges_relation() }} as r) as i
+            cross join lateral (
+                select
+                    p.k,
+                    p.ld
+                from {{ prep }} as p
+                where p.id = i.id
+                order by p.k desc
+                limit 1
+            ) as l
+            cross join lateral (
+                select p.ld from {{ prep }} as p
+                where p.id = i.id and p.k = 1
+            ) as f
+        ),
+
         restarts as (
-            -- per (id, from_ts): ordinal of the first row at or after from_ts (1 = whole id)
+            -- per (id, from_ts): ordinal and local day of the first row at or after from_ts
             select
                 r.id,
                 r.from_ts,
-                (count(p.k) + 1)::integer as k0
+                coalesce(p.k, i.n_rows + 1) as k0,
+                coalesce(p.ld, 'infinity'::date) as ld0
             from (select distinct id, from_ts from {{ ranges_relation() }}) as r
-            left join {{ prep }} as p on r.id = p.id and p.ts < r.from_ts
-            group by r.id, r.from_ts
+            inner join ids as i on r.id = i.id
+            left join lateral (
+                select
+                    q.k,
+                    q.ld
+                from {{ prep }} as q
+                where q.id = r.id and q.ts >= r.from_ts
+                order by q.ts
+                limit 1
+            ) as p on true
         ),
 
         series as (
@@ -59,6 +87,7 @@
                 i.last_ld,
                 r.from_ts,
                 x.k0,
+                x.ld0,
                 {{ local_day('r.from_ts') }} as ld_from
             from {{ ranges_relation() }} as r
             inner join timeframes as t on r.part = t.tf
@@ -66,6 +95,16 @@
             inner join restarts as x on r.id = x.id and r.from_ts = x.from_ts
         ),
     {% else %}
+        ids as (
+            select
+                id,
+                count(*)::integer as n_rows,
+                min(ld) as first_ld,
+                max(ld) as last_ld
+            from {{ prep }}
+            group by id
+        ),
+
         series as (
             select
                 t.tf,
@@ -77,6 +116,7 @@
                 i.last_ld,
                 '-infinity'::timestamptz as from_ts,
                 1 as k0,
+                i.first_ld as ld0,
                 null::date as ld_from
             from ids as i
             cross join timeframes as t
@@ -93,15 +133,42 @@
         {% endif %}
     ),
 
-    lookups as (
-        -- per-id lookup arrays (no NULLs, O(1) subscripts)
+    ranked as (
+        -- the rows the run reads: from the earliest restart of each id on ({{ 'all rows' if not carry else 'carry-forward' }})
         select
             p.id,
-            array_agg(p.th order by p.hrank) filter (where p.hrank is not null) as th_by_hrank,
-            array_agg(p.tl order by p.lrank) filter (where p.lrank is not null) as tl_by_lrank
+            p.k,
+            p.th,
+            p.tl,
+            case
+                when p.high is not null
+                    then row_number() over (partition by p.id, p.high is null order by p.high asc, p.k desc)
+            end::integer as hrank,
+            case
+                when p.low is not null
+                    then row_number() over (partition by p.id, p.low is null order by p.low desc, p.k desc)
+            end::integer as lrank
         from {{ prep }} as p
-        where p.id in (select s.id from series as s)
-        group by p.id
+        inner join (
+            select
+                id,
+                {{ 'min(k0)' if carry else '1' }} as kb
+            from series
+            group by id
+        ) as s on p.id = s.id and p.k >= s.kb
+    ),
+
+    lookups as (
+        -- per-id lookup arrays (no NULLs, O(1) subscripts): rank by ordinal k - kb + 1, instant by rank
+        select
+            id,
+            min(k) as kb,
+            array_agg(coalesce(hrank, 0) order by k) as hrank_by_k,
+            array_agg(coalesce(lrank, 0) order by k) as lrank_by_k,
+            array_agg(th order by hrank) filter (where hrank is not null) as th_by_hrank,
+            array_agg(tl order by lrank) filter (where lrank is not null) as tl_by_lrank
+        from ranked
+        group by id
     ),
 
     bar_to_date as (
@@ -113,9 +180,38 @@
             b.bar_anchor_offset,
             b.is_partial_start,
             b.from_ts,
-            w.*,
-            case when w.tl0 > w.time_close then w.lo_oc else w.low0 end as low1,
-            case when w.tl0 > w.time_close then w.t_lo_oc else w.tl0 end as tl1
+            f.open,
+            f.time_open,
+            w.time_close,
+            w.close,
+            w.volume,
+            w.market_cap,
+            w.lo_oc,
+            w.hi_oc,
+            w.t_lo_oc,
+            w.count_days,
+            w.count_missing_days,
+            w.count_missing_days_start,
+            w.count_missing_days_interior,
+            w.count_missing_days_end,
+            w.count_days_remaining,
+            w.last_missing_day,
+            -- the seed (carried-forward bars) holds the bar's extremes up to from_ts; ties -> seed
+            case when s.high is not null and not (w.high_w > s.high) then s.high else w.high_w end as high0,
+            case
+                when s.high is not null and not (w.high_w > s.high) then s.time_high
+                else coalesce(
+                    w.th_w,
+                    -- no non-NULL high yet (raw mode only): mirrors the low rule
+                    case when w.close >= f.open then w.time_close else f.time_open end
+                )
+            end as time_high,
+            case when s.low is not null and not (w.low_w < s.low) then s.low else w.low_w end as low0,
+            case when s.low is not null and not (w.low_w < s.low) then s.time_low else w.tl_w end as tl0,
+            case
+                when f.ld > f.bse then f.bse
+                else coalesce(s.first_missing_day, w.gap_w)
+            end as first_missing_day
         from lookups as ia
         cross join lateral (select * from bar_list as bl where bl.id = ia.id offset 0) as b
         cross join lateral (
@@ -123,8 +219,8 @@
             select
                 p.k,
                 p.ld,
+                p.ts,
                 p.open,
-                p.next_gap_start,
                 case
                     when p.prev_ts is null or p.prev_ld < b.series_start then p.ts - interval '24 hours'
                     else p.prev_ts
@@ -135,21 +231,44 @@
             order by p.{{ range_col }}
             limit 1
         ) as f
+        {% if carry %}
+            left join lateral (
+                -- the seed: the bar's stored row just before from_ts (none when the bar starts later)
+                select
+                    t.high,
+                    t.time_high,
+                    t.low,
+                    t.time_low,
+                    t.volume,
+                    t.first_missing_day
+                from {{ this }} as t
+                where
+                    t.id = b.id and t.tf = b.tf and t.time_close >= f.ts and t.time_close < b.from_ts
+                    and f.{{ range_col }} < b.frame_from
+                order by t.time_close desc
+                limit 1
+            ) as s on true
+        {% else %}
+            cross join lateral (
+                select
+                    null::double precision as high,
+                    null::timestamptz as time_high,
+                    null::double precision as low,
+                    null::timestamptz as time_low,
+                    null::double precision as volume,
+                    null::date as first_missing_day
+            ) as s
+        {% endif %}
         cross join lateral (
             select
                 r.ts as time_close,
                 r.close,
-                f.open,
-                f.time_open,
-                sum(r.vol) over w as volume,
-                max(r.high) over w as high0,
-                min(r.low) over w as low0,
-                ia.tl_by_lrank[max(r.lrank) over w] as tl0,
-                -- no non-NULL high yet (raw mode only): mirrors the low rule
-                coalesce(
-                    ia.th_by_hrank[max(r.hrank) over w],
-                    case when r.close >= f.open then r.ts else f.time_open end
-                ) as time_high,
+                coalesce(s.volume, 0) + sum(r.vol) over w as volume,
+                max(r.high) over w as high_w,
+                min(r.low) over w as low_w,
+                ia.th_by_hrank[max(ia.hrank_by_k[r.k - ia.kb + 1]) over w] as th_w,
+                ia.tl_by_lrank[max(ia.lrank_by_k[r.k - ia.kb + 1]) over w] as tl_w,
+                min(case when r.k > f.k then r.gap_start end) over w as gap_w,
                 case when r.k_mc >= f.k then r.mc_ff end as market_cap,
                 least(f.open, r.close) as lo_oc,
                 greatest(f.open, r.close) as hi_oc,
@@ -160,25 +279,31 @@
                 (r.ld - f.ld + 1 - (r.k - f.k + 1))::integer as count_missing_days_interior,
                 0 as count_missing_days_end,
                 coalesce(b.bar_end - r.ld, b.tf_days - (r.k - f.k + 1))::integer as count_days_remaining,
-                case
-                    when f.ld > f.bse then f.bse
-                    when f.next_gap_start < r.ld then f.next_gap_start
-                end as first_missing_day,
                 case when r.last_gap_end >= f.bse then r.last_gap_end end as last_missing_day
             from {{ prep }} as r
-            where r.id = b.id and r.{{ range_col }} between b.lo and b.hi
+            where
+                r.id = b.id
+                and r.{{ range_col }} between {{ 'greatest(b.lo, b.frame_from)' if carry else 'b.lo' }} and b.hi
             window w as (order by r.{{ range_col }} rows between unbounded preceding and current row)
         ) as w
     ),
 
     sanity as (
-        -- §4.6: 1 late time_low (above), 2 high floor, 3 low ceiling
+        -- §4.6: 1 late time_low, 2 high floor, 3 low ceiling
         select
             *,
-            case when high0 is null or high0 < hi_oc then hi_oc else high0 end as high,
-            (low1 is null or low1 > lo_oc) as low_ceiling
+            case when tl0 > time_close then lo_oc else low0 end as low1,
+            case when tl0 > time_close then t_lo_oc else tl0 end as tl1,
+            case when high0 is null or high0 < hi_oc then hi_oc else high0 end as high
         from bar_to_date
         where time_close >= from_ts
+    ),
+
+    sanity_low as (
+        select
+            *,
+            (low1 is null or low1 > lo_oc) as low_ceiling
+        from sanity
     )
 
     select
@@ -217,7 +342,7 @@
         first_missing_day,
         last_missing_day,
         now() as ingested_at
-    from sanity
+    from sanity_low
 {% endmacro %}
 
 {# Timeframe selectors of bars.md OP-17 (results equal the as-coded selection on the seed). #}

@@ -61,6 +61,12 @@
             {%- endfor %}
         )
     from {{ relation }}
+    -- an uncorrelated one-time filter: when the strategy already recorded this run, the table
+    -- is not scanned at all
+    where not exists (
+        select 1 from {{ run_log_table() }} as l
+        where l.invocation_id = {{ sql_string(invocation_id) }} and l.model = {{ sql_string(this.identifier) }}
+    )
     on conflict (invocation_id, model) do nothing;
 {% endmacro %}
 

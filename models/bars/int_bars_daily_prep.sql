@@ -4,10 +4,11 @@
         range_column='ts',
         unique_key=['id', 'ts'],
         indexes=[
+            {'columns': ['id', 'ts'], 'unique': true},
             {'columns': ['id', 'ld'], 'unique': true},
             {'columns': ['id', 'k'], 'unique': true},
         ],
-        pre_hook="{{ barsmith_prepare_ranges('int_bars_daily_prep', bars_daily_input(), bars_daily_parts(), whole_ids=true) }}",
+        pre_hook="{{ barsmith_prepare_ranges('int_bars_daily_prep', bars_daily_input(), bars_daily_parts()) }}",
         post_hook=[
             "{{ barsmith_record_fingerprints('int_bars_daily_prep', bars_daily_input()) }}",
             "create index if not exists int_bars_daily_prep_gaps on {{ this }} (id, ld) where ld - prev_ld > 1",
@@ -20,16 +21,46 @@
 
 -- Timeframe-independent preparation of the daily input of the snapshot families (bars.md §4.1),
 -- one row per id and observed day, computed once for all five families and all timeframes.
--- Every changed id is rebuilt whole: ordinals, ranks and forward fills span the id's history.
+-- Every column looks backwards only, so appended or corrected rows are recomputed from the
+-- first changed row on, carrying the stored row just before it (a new or backfilled id, or a
+-- row inserted or deleted before the last seen one, rebuilds the id: mode 'rebuild').
 --   k              1-based ordinal of the row in S_id
 --   prev_ts/ld     previous observed row (time_open §4.5, missing days §4.7)
 --   th / tl        th(r) = coalesce(timehigh, ts), tl(r) = coalesce(timelow, ts)
---   hrank / lrank  per-id ranks: larger = higher high (lower low), ties -> earlier row, so
---                  max(rank) over any set of rows is r* of §4.4 (NULL high/low ignored, OP-22)
+--   gap_start      first missing local day between the previous row and this one
 --   last_gap_end   largest missing local day before this row
---   next_gap_start smallest missing local day after this row
 --   k_mc / mc_ff   ordinal and value of the latest non-NULL market cap so far (forward fill)
-with daily as (
+with
+{% if is_incremental() %}
+    restarts as (
+        -- per changed id: the stored row just before the first recomputed one (none = rebuild)
+        select
+            r.id,
+            r.from_ts,
+            s.k as k_before,
+            s.ts as ts_before,
+            s.ld as ld_before,
+            s.last_gap_end as last_gap_end_before,
+            s.k_mc as k_mc_before,
+            s.mc_ff as mc_ff_before
+        from {{ ranges_relation() }} as r
+        left join lateral (
+            select
+                p.k,
+                p.ts,
+                p.ld,
+                p.last_gap_end,
+                p.k_mc,
+                p.mc_ff
+            from {{ this }} as p
+            where p.id = r.id and p.ts < r.from_ts
+            order by p.ts desc
+            limit 1
+        ) as s on true
+    ),
+{% endif %}
+
+daily as (
     select
         d.id,
         d.ts,
@@ -41,52 +72,44 @@ with daily as (
         d.volume,
         d.market_cap,
         d.timehigh,
-        d.timelow
+        d.timelow,
+        {% if is_incremental() %}
+            x.k_before,
+            x.ts_before,
+            x.ld_before,
+            x.last_gap_end_before,
+            x.k_mc_before,
+            x.mc_ff_before
+        {% else %}
+            null::integer as k_before,
+            null::timestamptz as ts_before,
+            null::date as ld_before,
+            null::date as last_gap_end_before,
+            null::integer as k_mc_before,
+            null::double precision as mc_ff_before
+        {% endif %}
     from ({{ bars_daily_source_sql() }}) as d
     {% if is_incremental() %}
-        where d.id in (select r.id from {{ ranges_relation() }} as r)
+        inner join restarts as x on d.id = x.id and d.ts >= x.from_ts
     {% endif %}
 ),
 
 ordered as (
     select
         *,
-        row_number() over w as k,
-        lag(ts) over w as prev_ts,
-        lag(ld) over w as prev_ld
+        (coalesce(k_before, 0) + row_number() over w)::integer as k,
+        coalesce(lag(ts) over w, ts_before) as prev_ts,
+        coalesce(lag(ld) over w, ld_before) as prev_ld
     from daily
     window w as (partition by id order by ts)
 ),
 
-ranked as (
+filled as (
     select
-        id,
-        ts,
-        ld,
-        extract(year from ld)::integer as yr,
-        (12 * extract(year from ld) + extract(month from ld) - 1)::integer as mi,
-        k::integer as k,
-        prev_ts,
-        prev_ld,
-        open,
-        high,
-        low,
-        close,
-        coalesce(volume, 0) as vol,
-        market_cap,
-        coalesce(timehigh, ts) as th,
-        coalesce(timelow, ts) as tl,
-        case
-            when high is not null
-                then row_number() over (partition by id, high is null order by high asc, k desc)
-        end::integer as hrank,
-        case
-            when low is not null
-                then row_number() over (partition by id, low is null order by low desc, k desc)
-        end::integer as lrank,
+        *,
         case when ld - prev_ld > 1 then prev_ld + 1 end as gap_start,
-        max(case when ld - prev_ld > 1 then ld - 1 end) over w as last_gap_end,
-        (max(k) filter (where market_cap is not null) over w)::integer as k_mc,
+        greatest(max(case when ld - prev_ld > 1 then ld - 1 end) over w, last_gap_end_before) as last_gap_end,
+        coalesce((max(k) filter (where market_cap is not null) over w)::integer, k_mc_before) as k_mc,
         count(market_cap) over w as mc_grp
     from ordered
     window w as (partition by id order by ts)
@@ -96,8 +119,6 @@ select
     id,
     ts,
     ld,
-    yr,
-    mi,
     k,
     prev_ts,
     prev_ld,
@@ -105,16 +126,15 @@ select
     high,
     low,
     close,
-    vol,
+    coalesce(volume, 0) as vol,
     market_cap,
-    th,
-    tl,
-    hrank,
-    lrank,
+    coalesce(timehigh, ts) as th,
+    coalesce(timelow, ts) as tl,
+    gap_start,
     last_gap_end,
-    min(gap_start) over (
-        partition by id order by ts desc rows between unbounded preceding and 1 preceding
-    ) as next_gap_start,
     k_mc,
-    first_value(market_cap) over (partition by id, mc_grp order by ts) as mc_ff
-from ranked
+    case
+        when mc_grp = 0 then mc_ff_before
+        else first_value(market_cap) over (partition by id, mc_grp order by ts)
+    end as mc_ff
+from filled
