@@ -263,7 +263,11 @@
             select
                 r.ts as time_close,
                 r.close,
-                coalesce(s.volume, 0) + sum(r.vol) over w as volume,
+                -- the seed's volume enters the running sum as its first term, so the float
+                -- additions happen in the same order as when the bar is summed from its first row
+                sum(
+                    case when r.{{ range_col }} = b.frame_from and s.volume is not null then s.volume + r.vol else r.vol end
+                ) over w as volume,
                 max(r.high) over w as high_w,
                 min(r.low) over w as low_w,
                 ia.th_by_hrank[max(ia.hrank_by_k[r.k - ia.kb + 1]) over w] as th_w,
@@ -381,6 +385,7 @@
         post_hook=[
             "{{ barsmith_record_fingerprints('" ~ model ~ "', bars_daily_input()) }}",
             "{{ barsmith_audit() }}",
+            "{{ barsmith_analyze_full_build() }}",
         ],
         audit_counts={
             'missing_days': 'is_missing_days',

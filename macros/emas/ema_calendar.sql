@@ -16,34 +16,6 @@
         {{ ema_spine_rows() }}
     ),
 
-    close_rows as (
-        {% if anchored %}
-            select distinct on (b.id, b.tf, b.bar_seq)
-                b.id,
-                b.tf,
-                (b.time_close at time zone 'UTC')::date as day,
-                b.close
-            from {{ ref(bars) }} as b
-            where
-                not b.is_partial_end
-                and b.tf in (select t.tf from timeframes as t)
-                and b.id in (select s.id from spine_rows as s)
-                and b.time_close
-                >= ({{ sql_string(var('ema_start_date', '2010-01-01')) }}::timestamp at time zone 'UTC')
-            order by b.id, b.tf, b.bar_seq, b.time_close desc
-        {% else %}
-            select
-                b.id,
-                b.tf,
-                s.day,
-                s.x as close
-            from {{ ref(bars) }} as b
-            inner join spine_rows as s
-                on b.id = s.id and (b.time_close at time zone 'UTC')::date = s.day
-            where not b.is_partial_end and b.tf in (select t.tf from timeframes as t)
-        {% endif %}
-    ),
-
     series as (
         select
             c.id,
@@ -58,14 +30,7 @@
                     format('ema_alpha_lookup has no row for tf %s, period %s', c.tf, p.period)
                 ) as alpha_d
             {% endif %}
-        from (
-        select
-            id,
-            tf,
-            count(*) as n_closes
-        from close_rows
-        group by id, tf
-    ) as c
+        from {{ ema_closes_relation() }} as c
         inner join timeframes as t on c.tf = t.tf
         cross join lateral unnest({{ ema_periods_array() }}) as p (period)
         {% if not anchored %}
@@ -75,6 +40,24 @@
     ),
 
     {{ ema_series_state('series', 'dual') }}
+
+    close_rows as (
+        -- the closes after each id's resume day (series: macros/emas/ema_closes.sql)
+        select
+            p.id,
+            p.tf,
+            c.day,
+            c.close
+        from (
+            select
+                f.id,
+                t.tf,
+                f.from_day as after_day
+            from from_day as f
+            cross join timeframes as t
+        ) as p
+        cross join lateral ({{ ema_closes_after('anchored' if anchored else 'calendar', bars, 'p') }}) as c
+    ),
 
     {{ ema_walk_arrays() }}
 
@@ -144,5 +127,7 @@
         model,
         "ema_calendar_timeframes_sql('" ~ scheme ~ "', " ~ anchored ~ ")",
         ['ema_cal_anchor' if anchored else 'ema_cal', 'scheme_' ~ scheme | lower],
+        closes=['anchored' if anchored else 'calendar',
+                'price_bars_multi_tf_cal_' ~ ('anchor_' if anchored else '') ~ scheme | lower],
     ) }}
 {% endmacro %}

@@ -198,7 +198,7 @@
     through the unique index, a canonical-uniqueness guard (emas.md §1.5), a BRIN index on
     ingested_at (ema_rejects reads the rows of a run through it), fingerprints only for
     unfiltered runs. timeframes_call: the SQL of the family's timeframe selector (a macro call). -#}
-{% macro ema_model_config(model, timeframes_call, tags, v2=false) %}
+{% macro ema_model_config(model, timeframes_call, tags, v2=false, closes=none) %}
     {{ config(
         incremental_strategy='replace_ranges',
         range_column='ts',
@@ -208,11 +208,19 @@
             {'columns': ['id', 'tf', 'period', 'ts'], 'unique': true},
             {'columns': ['ingested_at'], 'type': 'brin'},
         ],
-        pre_hook="{{ barsmith_prepare_ranges('" ~ model ~ "', ema_input(), ema_parts(" ~ timeframes_call ~ ", v2=" ~ v2 ~ "), range_as_rebuild=true) }}",
+        pre_hook=[
+            "{{ barsmith_prepare_ranges('" ~ model ~ "', ema_input(), ema_parts(" ~ timeframes_call ~ ", v2=" ~ v2 ~ "), range_as_rebuild=true) }}",
+        ] + ([
+            "{{ ema_prepare_closes('" ~ model ~ "', '" ~ closes[0] ~ "', '" ~ closes[1] ~ "', " ~ timeframes_call ~ ") }}",
+        ] if closes else []),
         post_hook=[
             "{% if not ema_run_is_filtered() %}{{ barsmith_record_fingerprints('" ~ model ~ "', ema_input()) }}{% endif %}",
-            "create unique index if not exists " ~ model ~ "_canonical on {{ this }} (id, tf, period, ts) where not roll",
+        ] + ([
+            "{{ ema_record_closes('" ~ model ~ "') }}",
+        ] if closes else []) + [
+            "{{ barsmith_create_index_once('" ~ model ~ "_canonical', 'unique index " ~ model ~ "_canonical on ' ~ this ~ ' (id, tf, period, ts) where not roll') }}",
             "{{ barsmith_audit() }}",
+            "{{ barsmith_analyze_full_build() }}",
         ],
         audit_counts={'canonical': 'not roll'},
         tags=tags,

@@ -37,11 +37,25 @@
         primary key (invocation_id, model)
     );
     delete from {{ run_log_table() }} where recorded_at < now() - interval '90 days';
+
+    create table if not exists {{ ema_close_counts_table() }} (
+        model text not null,
+        id integer not null,
+        tf text not null,
+        n_closes bigint not null,
+        counted_through date not null,
+        primary key (model, id, tf)
+    );
 {% endmacro %}
 
 {#- barsmith_run_log: rows written per model and dbt invocation, with the model's quality
     counts (config `audit_counts`: name -> boolean SQL expression), read by the driver summary
     (refresh.md §11.1: rows_affected of dbt only reflects the last statement). -#}
+{# Bar closes counted per EMA model and (id, tf): see macros/emas/ema_closes.sql. #}
+{% macro ema_close_counts_table() -%}
+    {{ target.schema }}.barsmith_ema_close_counts
+{%- endmacro %}
+
 {% macro run_log_table() -%}
     {{ target.schema }}.barsmith_run_log
 {%- endmacro %}
@@ -74,4 +88,31 @@
    already recorded the new rows of an incremental run, so this inserts nothing then). #}
 {% macro barsmith_audit() %}
     {{ barsmith_audit_sql(this, true) }}
+{% endmacro %}
+
+{# Post-hook (after barsmith_audit): refresh the planner statistics of a table that was just
+   built whole, so later runs plan their index probes on real numbers; an incremental run
+   leaves them to autovacuum. #}
+{% macro barsmith_analyze_full_build() %}
+    do $barsmith$
+    begin
+        if exists (
+            select 1 from {{ run_log_table() }}
+            where invocation_id = {{ sql_string(invocation_id) }} and model = {{ sql_string(this.identifier) }} and full_build
+        ) then
+            execute {{ sql_string('analyze ' ~ this) }};
+        end if;
+    end
+    $barsmith$;
+{% endmacro %}
+
+{# Post-hook: create an index once (checking the catalog first takes no table lock). #}
+{% macro barsmith_create_index_once(name, definition) %}
+    do $barsmith$
+    begin
+        if to_regclass({{ sql_string(this.schema ~ '.' ~ name) }}) is null then
+            execute {{ sql_string('create ' ~ definition) }};
+        end if;
+    end
+    $barsmith$;
 {% endmacro %}

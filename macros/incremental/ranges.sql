@@ -215,9 +215,12 @@
     {%- set range_column = config.get('range_column') -%}
     {%- set part_match = config.get('range_part_match') -%}
     {%- set part_columns = config.get('range_part_columns', []) -%}
+    -- an 'append' range has no target rows at or after from_ts (they all derive from input rows
+    -- at or before the last seen instant): only the other modes need this delete
     delete from {{ target }} as t
     using {{ ranges_relation() }} as r
     where t.id = r.id
+        and r.mode <> 'append'
         {% if part_match %}and {{ part_match }}{% endif %}
         and t.{{ range_column }} >= r.from_ts;
 

@@ -12,8 +12,8 @@
         post_hook=[
             "{{ barsmith_record_fingerprints('int_bars_daily_prep', bars_daily_input()) }}",
             "create index if not exists int_bars_daily_prep_gaps on {{ this }} (id, ld) where ld - prev_ld > 1",
-            "analyze {{ this }}",
             "{{ barsmith_audit() }}",
+            "{{ barsmith_analyze_full_build() }}",
         ],
         tags=['bars_prep'],
     )

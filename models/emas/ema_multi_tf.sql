@@ -1,4 +1,4 @@
-{{ ema_model_config('ema_multi_tf', "ema_tf_day_timeframes_sql()", ['ema_multi_tf']) }}
+{{ ema_model_config('ema_multi_tf', "ema_tf_day_timeframes_sql()", ['ema_multi_tf'], closes=['rolling', 'price_bars_multi_tf']) }}
 
 -- Bar-space EMA over the rolling bars with a one-step daily preview (emas.md §2): canonical
 -- days carry the bar EMA E_k (alpha 2/(p+1)), other days alpha*x + (1-alpha)*E*; tf = 1D
@@ -11,51 +11,38 @@ spine_rows as (
     {{ ema_spine_rows() }}
 ),
 
-close_rows as (
-    select
-        b.id,
-        b.tf,
-        (b.time_close at time zone 'UTC')::date as day,
-        b.close
-    from {{ ref('price_bars_multi_tf') }} as b
-    where
-        not b.is_partial_end
-        and b.tf in (select t.tf from timeframes as t)
-        and b.id in (select s.id from spine_rows as s)
-        and b.time_close >= ({{ sql_string(var('ema_start_date', '2010-01-01')) }}::timestamp at time zone 'UTC')
-    union all
-    select
-        s.id,
-        '1D' as tf,
-        s.day,
-        s.x as close
-    from spine_rows as s
-    where exists (
-            select 1 from timeframes as t
-            where t.tf = '1D'
-        )
-),
-
 series as (
+    -- a series exists once its (id, tf) has `period` closes (counts: macros/emas/ema_closes.sql)
     select
         c.id,
         c.tf,
         t.tf_days,
         p.period
-    from (
-        select
-            id,
-            tf,
-            count(*) as n_closes
-        from close_rows
-        group by id, tf
-    ) as c
+    from {{ ema_closes_relation() }} as c
     inner join timeframes as t on c.tf = t.tf
     cross join lateral unnest({{ ema_periods_array() }}) as p (period)
     where c.n_closes >= p.period and {{ ema_combo_filter('c.tf', 'p.period') }}
 ),
 
 {{ ema_series_state('series', 'preview') }}
+
+close_rows as (
+    -- the closes after each id's resume day
+    select
+        p.id,
+        p.tf,
+        c.day,
+        c.close
+    from (
+        select
+            f.id,
+            t.tf,
+            f.from_day as after_day
+        from from_day as f
+        cross join timeframes as t
+    ) as p
+    cross join lateral ({{ ema_closes_after('rolling', 'price_bars_multi_tf', 'p') }}) as c
+),
 
 {{ ema_walk_arrays() }}
 

@@ -1,0 +1,156 @@
+{#- Bar closes of the EMA families and their running counts (emas.md §2.1, §4, §5).
+
+    A series (id, tf, period) exists once the (id, tf) has at least `period` closes. Counting
+    every close on every run would read the whole bar history, so the count is kept per
+    (model, id, tf) in barsmith_ema_close_counts with the UTC day through which bar rows were
+    read (a bar row's canonical flag never changes once written, so later runs only read newer rows):
+      pre-hook  ema_prepare_closes(): pg_temp.<model>__closes(id, tf, n_closes, counted_through) for
+                the ids of the run: an id in 'append' mode adds the closes after its stored
+                counted_through day to its stored count; any other id (rebuild, no stored count) is
+                counted from ema_start_date;
+      the model reads its series from that table and only the closes after each id's resume day;
+      post-hook ema_record_closes(): stores the new counts of those ids.
+    Bars change only with the validated 1D bars, which decide the mode: a corrected or
+    backfilled id is 'rebuild' and recounted whole. -#}
+
+{% macro ema_closes_relation() -%}
+    pg_temp.{{ this.identifier }}__closes
+{%- endmacro %}
+
+{% macro ema_start_ts() -%}
+    ({{ sql_string(var('ema_start_date', '2010-01-01')) }}::timestamp at time zone 'UTC')
+{%- endmacro %}
+
+{#- The closes (day, close) of one (id, tf) pair `p` (columns id, tf, after_day) with
+    day > p.after_day (NULL: all), through the (id, tf, time_close) index of the bars.
+      rolling:  canonical rows of the rolling bars; tf 1D: the validated daily bars (§2.3)
+      calendar: canonical rows of the calendar bars that have a spine row that UTC day, whose
+                close is taken (§4)
+      anchored: the canonical row of each anchored bar (§5) -#}
+{% macro ema_closes_after(kind, bars, p) %}
+    {%- set lower -%}
+        greatest({{ ema_start_ts() }}, ({{ p }}.after_day + 1)::timestamp at time zone 'UTC')
+    {%- endset -%}
+    {% if kind == 'rolling' %}
+        select
+            (b.time_close at time zone 'UTC')::date as day,
+            b.close
+        from {{ ref(bars) }} as b
+        where
+            {{ p }}.tf <> '1D' and b.id = {{ p }}.id and b.tf = {{ p }}.tf and not b.is_partial_end
+            and b.time_close >= {{ lower }}
+        union all
+        select
+            (d.time_close at time zone 'UTC')::date as day,
+            d.close
+        from {{ ref('price_bars_1d') }} as d
+        where
+            {{ p }}.tf = '1D' and d.id = {{ p }}.id and not d.is_partial_end
+            and d.time_close >= {{ lower }}
+    {% elif kind == 'calendar' %}
+        select
+            s.day,
+            s.close
+        from {{ ref(bars) }} as b
+        cross join lateral (
+            select
+                (d.time_close at time zone 'UTC')::date as day,
+                d.close
+            from {{ ref('price_bars_1d') }} as d
+            where
+                d.id = b.id and not d.is_partial_end
+                and d.time_close >= {{ ema_start_ts() }}
+                and d.time_close >= ((b.time_close at time zone 'UTC')::date)::timestamp at time zone 'UTC'
+                and d.time_close < ((b.time_close at time zone 'UTC')::date + 1)::timestamp at time zone 'UTC'
+        ) as s
+        where
+            b.id = {{ p }}.id and b.tf = {{ p }}.tf and not b.is_partial_end
+            and b.time_close >= coalesce(
+                ({{ p }}.after_day + 1)::timestamp at time zone 'UTC', '-infinity'::timestamptz
+            )
+    {% else %}
+        select distinct on (b.bar_seq)
+            (b.time_close at time zone 'UTC')::date as day,
+            b.close
+        from {{ ref(bars) }} as b
+        where
+            b.id = {{ p }}.id and b.tf = {{ p }}.tf and not b.is_partial_end
+            and b.time_close >= {{ lower }}
+        order by b.bar_seq, b.time_close desc
+    {% endif %}
+{% endmacro %}
+
+{# Pre-hook (after barsmith_prepare_ranges). #}
+{% macro ema_prepare_closes(model, kind, bars, timeframes_sql) %}
+    drop table if exists {{ ema_closes_relation() }};
+    create temp table {{ this.identifier }}__closes as
+    with timeframes as (
+        {{ timeframes_sql }}
+    ),
+
+    ids as (
+        select
+            id,
+            bool_and(mode = 'append') as appending
+        from {{ ranges_relation() }}
+        group by id
+    ),
+
+    pairs as (
+        select
+            i.id,
+            t.tf,
+            k.n_closes as n_before,
+            k.counted_through as after_day
+        from ids as i
+        cross join timeframes as t
+        left join {{ ema_close_counts_table() }} as k
+            on
+                k.model = {{ sql_string(model) }} and i.id = k.id and t.tf = k.tf
+                and i.appending and {{ 'true' if is_incremental() else 'false' }}
+    )
+
+    select
+        p.id,
+        p.tf,
+        coalesce(p.n_before, 0) + c.n_new as n_closes,
+        greatest(c.last_new, p.after_day, (l.last_ts at time zone 'UTC')::date) as counted_through
+    from pairs as p
+    cross join lateral (
+        select
+            count(*) as n_new,
+            max(x.day) as last_new
+        from ({{ ema_closes_after(kind, bars, 'p') }}) as x
+    ) as c
+    left join lateral (
+        -- the newest bar row read (index probe)
+        {% if kind == 'rolling' %}
+            select max(b.time_close) as last_ts from {{ ref(bars) }} as b
+            where p.tf <> '1D' and b.id = p.id and b.tf = p.tf
+            union all
+            select max(d.time_close) from {{ ref('price_bars_1d') }} as d
+            where p.tf = '1D' and d.id = p.id
+        {% else %}
+            select max(b.time_close) as last_ts from {{ ref(bars) }} as b
+            where b.id = p.id and b.tf = p.tf
+        {% endif %}
+    ) as l on l.last_ts is not null;
+    analyze {{ ema_closes_relation() }};
+{% endmacro %}
+
+{# Post-hook: the counts of the ids of this run replace their stored ones. #}
+{% macro ema_record_closes(model) %}
+    delete from {{ ema_close_counts_table() }} as k
+    using (select distinct r.id from {{ ranges_relation() }} as r) as i
+    where k.model = {{ sql_string(model) }} and k.id = i.id;
+
+    insert into {{ ema_close_counts_table() }} (model, id, tf, n_closes, counted_through)
+    select
+        {{ sql_string(model) }},
+        id,
+        tf,
+        n_closes,
+        counted_through
+    from {{ ema_closes_relation() }}
+    where counted_through is not null;
+{% endmacro %}
