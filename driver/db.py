@@ -45,6 +45,10 @@ def mask_secrets(text: str) -> str:
     return text
 
 
+def _with_jit_off(options: str) -> str:
+    return options if "jit=" in options else (options + " -c jit=off").strip()
+
+
 @dataclass(frozen=True)
 class Connection:
     """Where barsmith connects: the fields dbt needs, plus a URL for psycopg."""
@@ -80,6 +84,9 @@ class Connection:
             "BARSMITH_SCHEMA": self.schema,
             # Session time zone UTC (bars.md §9.4); the SQL does not depend on it, logs read better.
             "PGTZ": "UTC",
+            # No JIT in dbt's sessions: with real statistics the planner JIT-compiles the data
+            # tests and small incremental queries for seconds while they run in milliseconds.
+            "PGOPTIONS": _with_jit_off(os.environ.get("PGOPTIONS", "")),
         }
 
     def connect(self, **kwargs) -> psycopg.Connection:

@@ -5,6 +5,7 @@ Functions here return data; cli.py prints it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -13,7 +14,7 @@ from typing import Callable
 
 from . import alerts as alertmod
 from .db import Connection, DatabaseError, state_dir
-from .dbt import Invocation, NodeResult, command_line, first_error_line, invoke
+from .dbt import PROJECT_DIR, Invocation, NodeResult, command_line, first_error_line, invoke
 from .filters import Filters
 from .lock import refresh_lock
 
@@ -36,6 +37,8 @@ class RefreshOptions:
     alert_level: str = "ERROR"
     lock_wait: float = 0.0
     source_vars: dict[str, str] = field(default_factory=dict)
+    # set by run(): nothing changed since the last green refresh, so data tests and seeds are skipped
+    unchanged: bool = False
 
     @property
     def stages(self) -> list[str]:
@@ -65,6 +68,7 @@ class RefreshOutcome:
     plan: list[list[str]] = field(default_factory=list)
     alerts: list[tuple[alertmod.Alert, alertmod.Delivery]] = field(default_factory=list)
     error: str | None = None
+    tests_skipped: str | None = None  # why the data tests did not run
     started: float = field(default_factory=time.monotonic)
     seconds: float = 0.0
 
@@ -98,6 +102,8 @@ def stage_vars(options: RefreshOptions, stage: str, fresh_ids: list[int] | None 
 
 def stage_extra(options: RefreshOptions, stage: str) -> list[str]:
     extra = ["--selector", stage]
+    if options.unchanged:
+        extra += ["--exclude-resource-type", "test", "--exclude-resource-type", "seed"]
     if options.full_refresh and not options.filters.ids:
         extra.append("--full-refresh")
     if options.fail_fast:
@@ -160,14 +166,47 @@ def freshness_gate(connection: Connection, options: RefreshOptions) -> tuple[lis
 # ------------------------------------------------------------------ bookkeeping
 
 
-def _save_last(options: RefreshOptions, failed_stage: str | None, remaining: list[str]) -> None:
+def _save_last(options: RefreshOptions, failed_stage: str | None, remaining: list[str],
+               green_signature: str | None = None) -> None:
     state_dir().mkdir(parents=True, exist_ok=True)
     (state_dir() / "last_refresh.json").write_text(json.dumps({
         "finished_at": datetime.now(timezone.utc).isoformat(),
         "failed_stage": failed_stage,
         "remaining": remaining,
-        "options": {k: v for k, v in asdict(options).items() if k not in ("resume", "dry_run")},
+        "green_signature": green_signature,
+        "options": {k: v for k, v in asdict(options).items() if k not in ("resume", "dry_run", "unchanged")},
     }, indent=2, default=str))
+
+
+PROJECT_INPUTS = ("models", "macros", "seeds", "tests/data", "dbt_project.yml", "selectors.yml")
+
+
+def run_signature(connection: Connection, options: RefreshOptions) -> str:
+    """What a refresh's result depends on: database, options, project files and the source rows
+    (count, newest load_ts and the sum of the timestamps catch appends, updates and deletions).
+    Equal to the signature of the last green refresh = nothing to rebuild and nothing to re-test."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps({
+        "db": connection.display,
+        "schema": connection.schema,
+        "options": {k: v for k, v in asdict(options).items()
+                    if k not in ("resume", "dry_run", "unchanged", "quiet", "verbose", "lock_wait", "alert_level")},
+    }, sort_keys=True, default=str).encode())
+    for name in PROJECT_INPUTS:
+        root = PROJECT_DIR / name
+        for path in sorted([root] if root.is_file() else root.rglob("*")):
+            if path.is_file():
+                digest.update(str(path.relative_to(PROJECT_DIR)).encode())
+                digest.update(path.read_bytes())
+    schema = options.source_vars.get("source_schema", "public")
+    table = options.source_vars.get("source_table", "price_histories")
+    with connection.connect() as conn:
+        row = conn.execute(
+            f'select count(*), max(load_ts), sum(extract(epoch from "timestamp")), max("timestamp") '
+            f'from "{schema}"."{table}"'
+        ).fetchone()
+    digest.update(repr(row).encode())
+    return digest.hexdigest()
 
 
 def load_last() -> dict | None:
@@ -250,6 +289,17 @@ def run(
 
 def _run_locked(connection, options, outcome, log, callbacks) -> None:
     stages = options.stages
+    signature = None
+    if not options.resume and not options.full_refresh:
+        try:
+            signature = run_signature(connection, options)
+        except Exception as exc:  # e.g. no source table yet: dbt reports it properly
+            log("DEBUG", f"no run signature: {exc}")
+        last = load_last() or {}
+        if signature is not None and signature == last.get("green_signature"):
+            options.unchanged = True
+            outcome.tests_skipped = f"nothing changed since the last green refresh ({last.get('finished_at', '?')})"
+            log("INFO", outcome.tests_skipped + ": models run, data tests and seeds skipped")
     if options.resume:
         last = load_last()
         if not last or not last.get("failed_stage"):
@@ -287,4 +337,5 @@ def _run_locked(connection, options, outcome, log, callbacks) -> None:
                     outcome.stages.append(StageResult(rest, skipped="bar stage failed (use --continue-on-error)"))
                 return
     if all(inv.success for inv in outcome.invocations):
-        _save_last(options, None, [])
+        complete = len(outcome.invocations) == len(stages) and not outcome.stale
+        _save_last(options, None, [], signature if complete else None)

@@ -84,6 +84,8 @@ def outcome_lines(outcome) -> list[str]:
     counts = test_counts(outcome.invocations)
     if counts:
         lines.append("data tests: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    elif getattr(outcome, "tests_skipped", None):
+        lines.append(f"data tests: skipped, {outcome.tests_skipped}")
     lines += ["quality (rows written this run): " + q for q in quality_lines(outcome)]
     for s in outcome.stale:
         lines.append(f"skipped for EMAs: id {s.id} ({s.reason}"

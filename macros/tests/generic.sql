@@ -1,9 +1,31 @@
 {#- Generic data tests used across the project (no dbt packages: dbt deps cannot reach the hub). -#}
 
-{# Rows violating uniqueness of a column combination. #}
+{#- Rows violating uniqueness of a column combination. When a valid, non-partial unique index on
+    exactly these columns exists, PostgreSQL already guarantees it and the table is not scanned
+    (an uncorrelated one-time filter); without such an index every row is checked. -#}
 {% test barsmith_unique_combination(model, columns) %}
+    {%- set names = columns | map('replace', '"', '') | sort | list -%}
+    with unique_index as (
+        {% if model.identifier is defined %}
+            select 1 as found
+            from pg_index as i
+            where
+                i.indrelid = to_regclass({{ sql_string('"' ~ model.schema ~ '"."' ~ model.identifier ~ '"') }})
+                and i.indisunique and i.indisvalid and i.indpred is null
+                and i.indnkeyatts = {{ names | length }}
+                and (
+                    select array_agg(a.attname::text order by a.attname::text collate "C")
+                    from pg_attribute as a
+                    where a.attrelid = i.indrelid and a.attnum = any(i.indkey)
+                ) = array[{% for c in names %}{{ sql_string(c) }}{% if not loop.last %}, {% endif %}{% endfor %}]::text[]
+        {% else %}
+            select 1 as found where false
+        {% endif %}
+    )
+
     select {{ columns | join(', ') }}, count(*) as n_rows
     from {{ model }}
+    where not exists (select 1 from unique_index)
     group by {{ columns | join(', ') }}
     having count(*) > 1
 {% endtest %}

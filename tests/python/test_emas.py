@@ -82,7 +82,8 @@ def test_operator_matches_pandas_ewm_after_the_seed(golden_build):
     assert checked > 1000
 
 
-@pytest.mark.parametrize("table", ["ema_multi_tf_v2", "ema_multi_tf", "ema_multi_tf_cal_us", "ema_multi_tf_cal_anchor_iso"])
+@pytest.mark.parametrize("table", ["ema_multi_tf_v2", "ema_multi_tf", "ema_multi_tf_cal_us", "ema_multi_tf_cal_iso",
+                                   "ema_multi_tf_cal_anchor_us", "ema_multi_tf_cal_anchor_iso"])
 def test_incremental_resume_equals_full_refresh(project, golden_dir, table):
     project.load(golden_dir / "incremental_part1.csv")
     project.dbt(["seed"])
