@@ -111,6 +111,21 @@ def test_quiet_refresh_prints_only_the_summary(env):
     assert "OK in" in res.output
 
 
+def test_unchanged_refresh_skips_data_tests_until_the_source_changes(env):
+    first = runner.invoke(app, ["refresh", "--bars", "--quiet"])
+    assert first.exit_code == 0 and " pass" in first.output.split("data tests:")[1].split("\n")[0]
+    again = runner.invoke(app, ["refresh", "--bars", "--quiet"])
+    assert again.exit_code == 0, again.output
+    assert "data tests: skipped, nothing changed since the last green refresh" in again.output
+    sql(env, 'update price_histories set close = close * 1.001, load_ts = now() where id = 1 and "timestamp" = '
+             '(select max("timestamp") from price_histories where id = 1)')
+    changed = runner.invoke(app, ["refresh", "--bars", "--quiet"])
+    assert changed.exit_code == 0, changed.output
+    assert " pass" in changed.output.split("data tests:")[1].split("\n")[0], "a source change re-runs the tests"
+    other_flags = runner.invoke(app, ["refresh", "--bars", "--quiet", "--tfs", "7D"])
+    assert "skipped, nothing changed" not in other_flags.output, "other options are another run"
+
+
 def test_old_logs_are_pruned(tmp_path, monkeypatch):
     monkeypatch.setenv("BARSMITH_LOG_DIR", str(tmp_path))
     old = tmp_path / "refresh-2020-01-01.log"
