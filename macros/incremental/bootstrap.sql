@@ -60,7 +60,7 @@
     {{ target.schema }}.barsmith_run_log
 {%- endmacro %}
 
-{% macro barsmith_audit_sql(relation, full_build) %}
+{% macro barsmith_audit_sql(relation, full_build, where='true') %}
     {%- set counts = config.get('audit_counts', {}) -%}
     {%- if counts is not mapping -%}{%- set counts = {} -%}{%- endif -%}
     insert into {{ run_log_table() }} (invocation_id, model, full_build, rows_written, counts)
@@ -75,9 +75,10 @@
             {%- endfor %}
         )
     from {{ relation }}
+    where ({{ where }})
     -- an uncorrelated one-time filter: when the strategy already recorded this run, the table
     -- is not scanned at all
-    where not exists (
+    and not exists (
         select 1 from {{ run_log_table() }} as l
         where l.invocation_id = {{ sql_string(invocation_id) }} and l.model = {{ sql_string(this.identifier) }}
     )
@@ -86,8 +87,8 @@
 
 {# Post-hook of every incremental model: a full build records its whole table (the strategy
    already recorded the new rows of an incremental run, so this inserts nothing then). #}
-{% macro barsmith_audit() %}
-    {{ barsmith_audit_sql(this, true) }}
+{% macro barsmith_audit(where='true') %}
+    {{ barsmith_audit_sql(this, true, where) }}
 {% endmacro %}
 
 {# Post-hook (after barsmith_audit): refresh the planner statistics of a table that was just

@@ -7,7 +7,7 @@
         pre_hook=[
             "{% if is_incremental() %}delete from {{ this }} as r using ({{ ema_validation_batch(['ema_multi_tf', 'ema_multi_tf_v2', 'ema_multi_tf_cal_us', 'ema_multi_tf_cal_iso', 'ema_multi_tf_cal_anchor_us', 'ema_multi_tf_cal_anchor_iso']) }}) as b where r.source_table = b.source_table and r.id = b.id and r.tf = b.tf and r.period = b.period and r.timestamp = b.ts{% endif %}",
         ],
-        post_hook=["{{ barsmith_audit() }}"],
+        post_hook=["{{ barsmith_audit(where=\"created_at >= \" ~ sql_string(run_started_at.isoformat()) ~ \"::timestamptz\") }}"],
         audit_counts={'ema_rejects': 'true'},
         tags=['ema_rejects'],
     )
