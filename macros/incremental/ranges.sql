@@ -29,6 +29,9 @@
     -- JIT compiles the large plans of these models for seconds while small runs execute in
     -- milliseconds (and full builds gain nothing measurable): off for the model's transaction.
     set local jit = off;
+    -- memory for the window sorts and the index builds of a full build (transaction-local)
+    set local work_mem = {{ sql_string(var('build_work_mem', '128MB')) }};
+    set local maintenance_work_mem = {{ sql_string(var('build_maintenance_work_mem', '512MB')) }};
     {% if not is_incremental() %}
         delete from {{ fingerprint_table() }} where model = {{ sql_string(model_key) }};
     {% endif %}
