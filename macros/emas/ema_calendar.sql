@@ -43,20 +43,7 @@
 
     close_rows as (
         -- the closes after each id's resume day (series: macros/emas/ema_closes.sql)
-        select
-            p.id,
-            p.tf,
-            c.day,
-            c.close
-        from (
-            select
-                f.id,
-                t.tf,
-                f.from_day as after_day
-            from from_day as f
-            cross join timeframes as t
-        ) as p
-        cross join lateral ({{ ema_closes_after('anchored' if anchored else 'calendar', bars, 'p') }}) as c
+        {{ ema_close_rows_after_resume('anchored' if anchored else 'calendar', bars) }}
     ),
 
     {{ ema_walk_arrays() }}

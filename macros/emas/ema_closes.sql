@@ -80,6 +80,25 @@
     {% endif %}
 {% endmacro %}
 
+{#- The model's close_rows CTE body: (id, tf, day, close) of every timeframe after each id's
+    resume day (from_day of ema_series_state; NULL = from ema_start_date). -#}
+{% macro ema_close_rows_after_resume(kind, bars) %}
+    select
+        p.id,
+        p.tf,
+        c.day,
+        c.close
+    from (
+        select
+            f.id,
+            t.tf,
+            f.from_day as after_day
+        from from_day as f
+        cross join timeframes as t
+    ) as p
+    cross join lateral ({{ ema_closes_after(kind, bars, 'p') }}) as c
+{% endmacro %}
+
 {# Pre-hook (after barsmith_prepare_ranges). #}
 {% macro ema_prepare_closes(model, kind, bars, timeframes_sql) %}
     drop table if exists {{ ema_closes_relation() }};

@@ -28,20 +28,7 @@ series as (
 
 close_rows as (
     -- the closes after each id's resume day
-    select
-        p.id,
-        p.tf,
-        c.day,
-        c.close
-    from (
-        select
-            f.id,
-            t.tf,
-            f.from_day as after_day
-        from from_day as f
-        cross join timeframes as t
-    ) as p
-    cross join lateral ({{ ema_closes_after('rolling', 'price_bars_multi_tf', 'p') }}) as c
+    {{ ema_close_rows_after_resume('rolling', 'price_bars_multi_tf') }}
 ),
 
 {{ ema_walk_arrays() }}
