@@ -7,6 +7,7 @@ prints each incremental's seconds as a share of the full build.
     python benchmarks/bench_build.py                       # 100 ids x 1500 days, every model
     python benchmarks/bench_build.py --ids 50 --days 3000  # doubled history, fewer ids
     python benchmarks/bench_build.py --select tag:bars     # only the bar stage
+    python benchmarks/bench_build.py --threads 2           # models side by side (wall clock, not per model)
 
 Uses BARSMITH_DB_URL when set (a database `barsmith_bench` is created on that server), else an
 embedded server under a temporary directory. Never a timed assertion: it prints figures.
@@ -97,7 +98,11 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=1500)
     parser.add_argument("--select", default="tag:bars tag:emas")
     parser.add_argument("--database", default="barsmith_bench")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="dbt threads (default 1: each model's seconds are its own, not shared with another "
+                             "model running beside it on the same cores)")
     args = parser.parse_args()
+    os.environ["BARSMITH_THREADS"] = str(args.threads)
 
     with tempfile.TemporaryDirectory(prefix="barsmith-bench-") as tmp:
         os.environ.setdefault("DBT_TARGET_PATH", str(Path(tmp) / "target"))

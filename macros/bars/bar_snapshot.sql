@@ -372,6 +372,9 @@
     where {{ bar_family_selector(family, scheme) }} and {{ timeframe_filter('tf') }}
 {%- endmacro %}
 
+{#- Config of a family model. Besides the unique (id, tf, time_close) key, a small partial index
+    <model>_closes holds the bar closes the EMA families read (emas.md §2.1, §4, §5), so they
+    do not walk every snapshot row of a pair to find its few closes. -#}
 {% macro bar_family_config(model, family, scheme=none) %}
     {%- set scheme_arg = "'" ~ scheme ~ "'" if scheme else 'none' -%}
     {{ config(
@@ -384,6 +387,7 @@
         pre_hook="{{ barsmith_prepare_ranges('" ~ model ~ "', bars_daily_input(), bar_family_parts('" ~ family ~ "', " ~ scheme_arg ~ ")) }}",
         post_hook=[
             "{{ barsmith_record_fingerprints('" ~ model ~ "', bars_daily_input()) }}",
+            "{{ barsmith_create_index_once('" ~ model ~ "_closes', '(id, tf, time_close) include (close) where not is_partial_end') }}",
             "{{ barsmith_audit() }}",
             "{{ barsmith_analyze_full_build() }}",
         ],

@@ -218,7 +218,7 @@
         ] + ([
             "{{ ema_record_closes('" ~ model ~ "') }}",
         ] if closes else []) + [
-            "{{ barsmith_create_index_once('" ~ model ~ "_canonical', 'unique index " ~ model ~ "_canonical on ' ~ this ~ ' (id, tf, period, ts) where not roll') }}",
+            "{{ barsmith_create_index_once('" ~ model ~ "_canonical', '(id, tf, period, ts) where not roll', unique=true) }}",
             "{{ barsmith_audit() }}",
             "{{ barsmith_analyze_full_build() }}",
         ],

@@ -107,12 +107,32 @@
     $barsmith$;
 {% endmacro %}
 
-{# Post-hook: create an index once (checking the catalog first takes no table lock). #}
-{% macro barsmith_create_index_once(name, definition) %}
+{# Post-hook: create index `name` on this table once: `keys` is the rest of the definition
+   ("(id, tf) where ..."). The catalog is checked first (no table lock). A full refresh builds
+   a new table while the one it replaces, renamed to <model>__dbt_backup, still holds the index
+   name until it is dropped at the end of the run: that index is dropped first, so the new table
+   gets its own. A name held by any other table is an error, not a silent skip. #}
+{% macro barsmith_create_index_once(name, keys, unique=false) %}
+    {%- set qualified = adapter.quote(this.schema) ~ '.' ~ adapter.quote(name) -%}
+    {%- set backup = adapter.quote(this.schema) ~ '.' ~ adapter.quote(this.identifier ~ '__dbt_backup') -%}
     do $barsmith$
+    declare
+        owner regclass;
     begin
-        if to_regclass({{ sql_string(this.schema ~ '.' ~ name) }}) is null then
-            execute {{ sql_string('create ' ~ definition) }};
+        select i.indrelid::regclass into owner
+        from pg_index as i
+        where i.indexrelid = to_regclass({{ sql_string(qualified) }});
+        if owner is not null and owner <> {{ sql_string(this.render()) }}::regclass then
+            if owner = to_regclass({{ sql_string(backup) }}) then
+                execute {{ sql_string('drop index ' ~ qualified) }};
+                owner := null;
+            else
+                raise exception 'index % already exists on %, not on {{ this.identifier }}',
+                    {{ sql_string(name) }}, owner;
+            end if;
+        end if;
+        if owner is null then
+            execute {{ sql_string('create ' ~ ('unique ' if unique else '') ~ 'index ' ~ adapter.quote(name) ~ ' on ' ~ this.render() ~ ' ' ~ keys) }};
         end if;
     end
     $barsmith$;

@@ -10,7 +10,7 @@
         pre_hook="{{ barsmith_prepare_ranges('price_bars_1d', price_bars_1d_input(), lookback_days=var('lookback_days', 3)) }}",
         post_hook=[
             "{{ barsmith_record_fingerprints('price_bars_1d', price_bars_1d_input()) }}",
-            "{{ barsmith_create_index_once('price_bars_1d_id_time_close', 'index price_bars_1d_id_time_close on ' ~ this ~ ' (id, time_close)') }}",
+            "{{ barsmith_create_index_once('price_bars_1d_id_time_close', '(id, time_close)') }}",
             "{{ barsmith_audit() }}",
         ],
         audit_counts={'repaired_timehigh': 'repaired_timehigh', 'repaired_timelow': 'repaired_timelow', 'null_volume_or_market_cap': 'volume is null or market_cap is null'},

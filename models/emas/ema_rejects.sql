@@ -43,6 +43,13 @@ checked as (
         end as violation_type
     from batch as b
     left join recent_prices as p on b.id = p.id
+),
+
+violations as materialized (
+    -- filtered before the daily close is looked up: left to itself the planner joins every EMA
+    -- row of a full build to price_bars_1d first (a sort of the whole batch)
+    select * from checked
+    where violation_type is not null
 )
 
 select
@@ -60,6 +67,5 @@ select
     end as bounds_info,
     d.close as source_bar_close,
     now() as created_at
-from checked as c
+from violations as c
 left join {{ ref('price_bars_1d') }} as d on c.id = d.id and c.ts = d.time_close
-where c.violation_type is not null

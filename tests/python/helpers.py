@@ -185,5 +185,13 @@ def table_rows(project: DbtProject, table: str, order_by: list[str], exclude: It
             for row in df.itertuples(index=False, name=None)]
 
 
+def index_definitions(project: DbtProject) -> list[tuple[str, str]]:
+    """(table, definition) of every index in the schema, dbt's generated index names left out."""
+    rows = project.query(
+        "select tablename, indexname, indexdef from pg_indexes where schemaname = current_schema()")
+    return sorted((t, d.replace(f"INDEX {n} ON", "INDEX ON").replace(f'INDEX "{n}" ON', "INDEX ON"))
+                  for t, n, d in rows)
+
+
 def connect(connection: dbmod.Connection) -> psycopg.Connection:
     return connection.connect()

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from .helpers import DbtProject, compare_frames, drop_database, new_database, read_golden, table_rows
+from .helpers import DbtProject, compare_frames, drop_database, index_definitions, new_database, read_golden, table_rows
 
 EMA_KINDS = {
     "id": "int", "tf": "str", "ts": "ts", "period": "int", "tf_days": "int", "roll": "bool", "roll_bar": "bool",
@@ -91,10 +91,14 @@ def test_incremental_resume_equals_full_refresh(project, golden_dir, table):
     project.load(golden_dir / "incremental_part2.csv")
     project.run(f"+{table}")
     incremental = table_rows(project, table, KEYS, exclude=["ingested_at"])
+    indexes = index_definitions(project)
     project.run(f"+{table}", full_refresh=True)
     full = table_rows(project, table, KEYS, exclude=["ingested_at"])
     assert len(full) > 10000
     assert incremental == full
+    # a full refresh replaces the tables with every index they had (the run-once indexes included)
+    assert index_definitions(project) == indexes
+    assert any(t == table and "WHERE (NOT roll)" in d for t, d in indexes), "the canonical index exists"
 
 
 @pytest.mark.parametrize("table, op_columns", [
