@@ -84,7 +84,10 @@
 {#- Resume state per series from the target (OP-15): ids in 'append' mode continue after their
     last stored row; every other series (new, or an id to rebuild) starts from scratch.
     kind: 'preview' (multi_tf: e = last canonical ema), 'daily' (v2: e = last ema),
-    'dual' (cal, cal_anchor). -#}
+    'dual' (cal, cal_anchor).
+    The values come from barsmith_ema_resume_state (one row per series, kept by the post-hook
+    ema_record_resume_state); a series without a row there (the first run after a full build)
+    probes the target through its indexes instead: its last row and last canonical row(s). -#}
 {% macro ema_series_state(series, kind) %}
     {% if is_incremental() %}
         probe as (
@@ -93,19 +96,23 @@
                 sp.tf,
                 sp.period,
                 r.mode,
-                l.ts as last_ts,
-                l.ema as l_ema,
-                l.d1_roll as l_d1r,
-                c.ema as c_ema,
-                c.d1 as c_d1
+                case when k.id is null then l.ts else k.last_ts end as last_ts,
+                case when k.id is null then l.ema else k.l_ema end as l_ema,
+                case when k.id is null then l.d1_roll else k.l_d1r end as l_d1r,
+                case when k.id is null then c.ema else k.c_ema end as c_ema,
+                case when k.id is null then c.d1 else k.c_d1 end as c_d1
                 {%- if kind == 'dual' %},
-                    l.ema_bar as l_ema_bar,
-                    l.d1_roll_bar as l_d1rb,
-                    cb.ema_bar as c_ema_bar,
-                    cb.d1_bar as c_d1b
+                    case when k.id is null then l.ema_bar else k.l_ema_bar end as l_ema_bar,
+                    case when k.id is null then l.d1_roll_bar else k.l_d1rb end as l_d1rb,
+                    case when k.id is null then cb.ema_bar else k.cb_ema_bar end as c_ema_bar,
+                    case when k.id is null then cb.d1_bar else k.cb_d1b end as c_d1b
                 {%- endif %}
             from {{ series }} as sp
             inner join {{ ranges_relation() }} as r on sp.id = r.id
+            left join {{ ema_resume_state_table() }} as k
+                on
+                    k.model = {{ sql_string(this.identifier) }} and k.id = sp.id and k.tf = sp.tf
+                    and k.period = sp.period and r.mode = 'append'
             left join lateral (
                 select
                     t.ts,
@@ -113,7 +120,9 @@
                     t.d1_roll
                     {%- if kind == 'dual' %}, t.ema_bar, t.d1_roll_bar{% endif %}
                 from {{ this }} as t
-                where t.id = sp.id and t.tf = sp.tf and t.period = sp.period and r.mode = 'append'
+                where
+                    t.id = sp.id and t.tf = sp.tf and t.period = sp.period and r.mode = 'append'
+                    and k.id is null
                 order by t.ts desc
                 limit 1
             ) as l on true
@@ -122,7 +131,9 @@
                     t.ema,
                     t.d1
                 from {{ this }} as t
-                where t.id = sp.id and t.tf = sp.tf and t.period = sp.period and not t.roll and r.mode = 'append'
+                where
+                    t.id = sp.id and t.tf = sp.tf and t.period = sp.period and not t.roll and r.mode = 'append'
+                    and k.id is null
                 order by t.ts desc
                 limit 1
             ) as c on true
@@ -134,7 +145,7 @@
                     from {{ this }} as t
                     where
                         t.id = sp.id and t.tf = sp.tf and t.period = sp.period and not t.roll_bar
-                        and r.mode = 'append'
+                        and r.mode = 'append' and k.id is null
                     order by t.ts desc
                     limit 1
                 ) as cb on true
@@ -179,6 +190,129 @@
     ),
 {% endmacro %}
 
+{#- Post-hook: keep barsmith_ema_resume_state equal to what ema_series_state() would probe from
+    the target. The rows this transaction wrote (ingested_at = now(), through the BRIN index)
+    give each written series its last row, and its last canonical row(s) when it wrote one;
+    otherwise the canonical values are kept from the stored row or, without one, probed. Ids that
+    were not appended (rebuilt, vanished) lose their rows first; a full build empties the model's
+    rows (the first incremental run after it probes). -#}
+{% macro ema_record_resume_state(model, dual=false) %}
+    {%- set state = ema_resume_state_table() -%}
+    {% if is_incremental() %}
+        delete from {{ state }} as k
+        using {{ ranges_relation() }} as r
+        where k.model = {{ sql_string(model) }} and k.id = r.id and r.mode <> 'append';
+
+        with written as (
+            -- one pass over the rows written by this transaction (an aggregate, not joins: the
+            -- planner cannot estimate the BRIN scan and would nest-loop the series)
+            select
+                id,
+                tf,
+                period,
+                max(ts) as last_ts,
+                (array_agg(ema order by ts desc))[1] as l_ema,
+                (array_agg(d1_roll order by ts desc))[1] as l_d1r,
+                bool_or(not roll) as has_c,
+                (array_agg(ema order by ts desc) filter (where not roll))[1] as c_ema,
+                (array_agg(d1 order by ts desc) filter (where not roll))[1] as c_d1
+                {%- if dual %},
+                    (array_agg(ema_bar order by ts desc))[1] as l_ema_bar,
+                    (array_agg(d1_roll_bar order by ts desc))[1] as l_d1rb,
+                    bool_or(not roll_bar) as has_cb,
+                    (array_agg(ema_bar order by ts desc) filter (where not roll_bar))[1] as cb_ema_bar,
+                    (array_agg(d1_bar order by ts desc) filter (where not roll_bar))[1] as cb_d1b
+                {%- endif %}
+            from {{ this }}
+            where ingested_at = now()
+            group by id, tf, period
+        ),
+
+        resolved as (
+            select
+                n.id,
+                n.tf,
+                n.period,
+                n.last_ts,
+                n.l_ema,
+                n.l_d1r,
+                case when n.has_c then n.c_ema when k.id is not null then k.c_ema else pc.ema end as c_ema,
+                case when n.has_c then n.c_d1 when k.id is not null then k.c_d1 else pc.d1 end as c_d1
+                {%- if dual %},
+                    n.l_ema_bar,
+                    n.l_d1rb,
+                    case when n.has_cb then n.cb_ema_bar when k.id is not null then k.cb_ema_bar else pb.ema_bar end
+                        as cb_ema_bar,
+                    case when n.has_cb then n.cb_d1b when k.id is not null then k.cb_d1b else pb.d1_bar end as cb_d1b
+                {%- else %},
+                    null::double precision as l_ema_bar,
+                    null::double precision as l_d1rb,
+                    null::double precision as cb_ema_bar,
+                    null::double precision as cb_d1b
+                {%- endif %}
+            from written as n
+            left join {{ state }} as k
+                on k.model = {{ sql_string(model) }} and n.id = k.id and n.tf = k.tf and n.period = k.period
+            left join lateral (
+                -- no canonical row written and none stored: the table's last one
+                select
+                    t.ema,
+                    t.d1
+                from {{ this }} as t
+                where
+                    t.id = n.id and t.tf = n.tf and t.period = n.period and not t.roll
+                    and not n.has_c and k.id is null
+                order by t.ts desc
+                limit 1
+            ) as pc on true
+            {% if dual %}
+                left join lateral (
+                    select
+                        t.ema_bar,
+                        t.d1_bar
+                    from {{ this }} as t
+                    where
+                        t.id = n.id and t.tf = n.tf and t.period = n.period and not t.roll_bar
+                        and not n.has_cb and k.id is null
+                    order by t.ts desc
+                    limit 1
+                ) as pb on true
+            {% endif %}
+        )
+
+        insert into {{ state }} (
+            model, id, tf, period, last_ts, l_ema, l_d1r, l_ema_bar, l_d1rb, c_ema, c_d1, cb_ema_bar, cb_d1b
+        )
+        select
+            {{ sql_string(model) }},
+            id,
+            tf,
+            period,
+            last_ts,
+            l_ema,
+            l_d1r,
+            l_ema_bar,
+            l_d1rb,
+            c_ema,
+            c_d1,
+            cb_ema_bar,
+            cb_d1b
+        from resolved
+        on conflict (model, id, tf, period) do update set
+            last_ts = excluded.last_ts,
+            l_ema = excluded.l_ema,
+            l_d1r = excluded.l_d1r,
+            l_ema_bar = excluded.l_ema_bar,
+            l_d1rb = excluded.l_d1rb,
+            c_ema = excluded.c_ema,
+            c_d1 = excluded.c_d1,
+            cb_ema_bar = excluded.cb_ema_bar,
+            cb_d1b = excluded.cb_d1b;
+    {% else %}
+        delete from {{ state }} where model = {{ sql_string(model) }};
+    {% endif %}
+{% endmacro %}
+
 {# Timeframes of ema_multi_tf and ema_multi_tf_v2 (OP-13): tf_day, digits + D, canonical. #}
 {% macro ema_tf_day_timeframes_sql() -%}
     select
@@ -194,9 +328,10 @@
     {{ ema_tf_day_timeframes_sql() }}
 {%- endmacro %}
 
-{#- The config every EMA model shares: range-incremental on (id, tf, period, ts), resume lookups
-    through the unique index, a canonical-uniqueness guard (emas.md §1.5), a BRIN index on
-    ingested_at (ema_rejects reads the rows of a run through it), fingerprints only for
+{#- The config every EMA model shares: range-incremental on (id, tf, period, ts), resume values
+    kept in barsmith_ema_resume_state (probed through the unique and canonical indexes when
+    missing), a canonical-uniqueness guard (emas.md §1.5), a BRIN index on ingested_at
+    (ema_rejects and the resume state read the rows of a run through it), fingerprints only for
     unfiltered runs. timeframes_call: the SQL of the family's timeframe selector (a macro call). -#}
 {% macro ema_model_config(model, timeframes_call, tags, v2=false, closes=none) %}
     {{ config(
@@ -218,6 +353,7 @@
         ] + ([
             "{{ ema_record_closes('" ~ model ~ "') }}",
         ] if closes else []) + [
+            "{{ ema_record_resume_state('" ~ model ~ "', dual=" ~ (closes is not none and closes[0] in ['calendar', 'anchored']) ~ ") }}",
             "{{ barsmith_create_index_once('" ~ model ~ "_canonical', '(id, tf, period, ts) where not roll', unique=true) }}",
             "{{ barsmith_audit() }}",
             "{{ barsmith_analyze_full_build() }}",

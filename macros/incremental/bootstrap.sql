@@ -46,6 +46,23 @@
         counted_through date not null,
         primary key (model, id, tf)
     );
+
+    create table if not exists {{ ema_resume_state_table() }} (
+        model text not null,
+        id integer not null,
+        tf text not null,
+        period integer not null,
+        last_ts timestamptz not null,
+        l_ema double precision,
+        l_d1r double precision,
+        l_ema_bar double precision,
+        l_d1rb double precision,
+        c_ema double precision,
+        c_d1 double precision,
+        cb_ema_bar double precision,
+        cb_d1b double precision,
+        primary key (model, id, tf, period)
+    );
 {% endmacro %}
 
 {#- barsmith_run_log: rows written per model and dbt invocation, with the model's quality
@@ -54,6 +71,12 @@
 {# Bar closes counted per EMA model and (id, tf): see macros/emas/ema_closes.sql. #}
 {% macro ema_close_counts_table() -%}
     {{ target.schema }}.barsmith_ema_close_counts
+{%- endmacro %}
+
+{# Resume values of each EMA series (its last row and last canonical rows): see
+   macros/emas/ema_common.sql, ema_series_state() and ema_record_resume_state(). #}
+{% macro ema_resume_state_table() -%}
+    {{ target.schema }}.barsmith_ema_resume_state
 {%- endmacro %}
 
 {% macro run_log_table() -%}

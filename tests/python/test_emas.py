@@ -84,12 +84,23 @@ def test_operator_matches_pandas_ewm_after_the_seed(golden_build):
 
 @pytest.mark.parametrize("table", ["ema_multi_tf_v2", "ema_multi_tf", "ema_multi_tf_cal_us", "ema_multi_tf_cal_iso",
                                    "ema_multi_tf_cal_anchor_us", "ema_multi_tf_cal_anchor_iso"])
-def test_incremental_resume_equals_full_refresh(project, golden_dir, table):
+def test_incremental_resume_equals_full_refresh(project, golden_dir, table, tmp_path):
+    """Full build, then two appends: the first resumes by probing the table (the resume state is
+    empty after a full build), the second from barsmith_ema_resume_state; both equal a full refresh."""
     project.load(golden_dir / "incremental_part1.csv")
     project.dbt(["seed"])
     project.run(f"+{table}")
-    project.load(golden_dir / "incremental_part2.csv")
-    project.run(f"+{table}")
+    lines = (golden_dir / "incremental_part2.csv").read_text().splitlines(keepends=True)
+    early = [ln for ln in lines[1:] if ln.split(",")[6] < "2024-03-01"]
+    late = [ln for ln in lines[1:] if ln.split(",")[6] >= "2024-03-01"]
+    assert early and late
+    for n, rows in enumerate((early, late)):
+        part = tmp_path / f"part2_{n}.csv"
+        part.write_text(lines[0] + "".join(rows))
+        project.load(part)
+        project.run(f"+{table}")
+        stored = project.query("select count(*) from barsmith_ema_resume_state where model = %s", [table])[0][0]
+        assert stored > 0, "an incremental run records the resume state of the series it wrote"
     incremental = table_rows(project, table, KEYS, exclude=["ingested_at"])
     indexes = index_definitions(project)
     project.run(f"+{table}", full_refresh=True)
