@@ -81,6 +81,17 @@
         {% endif %}
 {%- endmacro %}
 
+{#- The newest target row t of series `s` (an alias with id, tf, period) that passes `where`,
+    with the given columns of t: one backward step through the (id, tf, period, ts) indexes. -#}
+{% macro ema_last_target_row(s, columns, where) %}
+    select
+        {% for c in columns %}t.{{ c }}{% if not loop.last %}, {% endif %}{% endfor %}
+    from {{ this }} as t
+    where t.id = {{ s }}.id and t.tf = {{ s }}.tf and t.period = {{ s }}.period and {{ where }}
+    order by t.ts desc
+    limit 1
+{% endmacro %}
+
 {#- Resume state per series from the target (OP-15): ids in 'append' mode continue after their
     last stored row; every other series (new, or an id to rebuild) starts from scratch.
     kind: 'preview' (multi_tf: e = last canonical ema), 'daily' (v2: e = last ema),
@@ -114,40 +125,17 @@
                     k.model = {{ sql_string(this.identifier) }} and k.id = sp.id and k.tf = sp.tf
                     and k.period = sp.period and r.mode = 'append'
             left join lateral (
-                select
-                    t.ts,
-                    t.ema,
-                    t.d1_roll
-                    {%- if kind == 'dual' %}, t.ema_bar, t.d1_roll_bar{% endif %}
-                from {{ this }} as t
-                where
-                    t.id = sp.id and t.tf = sp.tf and t.period = sp.period and r.mode = 'append'
-                    and k.id is null
-                order by t.ts desc
-                limit 1
+                {{ ema_last_target_row(
+                    'sp', ['ts', 'ema', 'd1_roll'] + (['ema_bar', 'd1_roll_bar'] if kind == 'dual' else []),
+                    "r.mode = 'append' and k.id is null") }}
             ) as l on true
             left join lateral (
-                select
-                    t.ema,
-                    t.d1
-                from {{ this }} as t
-                where
-                    t.id = sp.id and t.tf = sp.tf and t.period = sp.period and not t.roll and r.mode = 'append'
-                    and k.id is null
-                order by t.ts desc
-                limit 1
+                {{ ema_last_target_row('sp', ['ema', 'd1'], "not t.roll and r.mode = 'append' and k.id is null") }}
             ) as c on true
             {% if kind == 'dual' %}
                 left join lateral (
-                    select
-                        t.ema_bar,
-                        t.d1_bar
-                    from {{ this }} as t
-                    where
-                        t.id = sp.id and t.tf = sp.tf and t.period = sp.period and not t.roll_bar
-                        and r.mode = 'append' and k.id is null
-                    order by t.ts desc
-                    limit 1
+                    {{ ema_last_target_row(
+                        'sp', ['ema_bar', 'd1_bar'], "not t.roll_bar and r.mode = 'append' and k.id is null") }}
                 ) as cb on true
             {% endif %}
         ),
@@ -255,27 +243,11 @@
                 on k.model = {{ sql_string(model) }} and n.id = k.id and n.tf = k.tf and n.period = k.period
             left join lateral (
                 -- no canonical row written and none stored: the table's last one
-                select
-                    t.ema,
-                    t.d1
-                from {{ this }} as t
-                where
-                    t.id = n.id and t.tf = n.tf and t.period = n.period and not t.roll
-                    and not n.has_c and k.id is null
-                order by t.ts desc
-                limit 1
+                {{ ema_last_target_row('n', ['ema', 'd1'], 'not t.roll and not n.has_c and k.id is null') }}
             ) as pc on true
             {% if dual %}
                 left join lateral (
-                    select
-                        t.ema_bar,
-                        t.d1_bar
-                    from {{ this }} as t
-                    where
-                        t.id = n.id and t.tf = n.tf and t.period = n.period and not t.roll_bar
-                        and not n.has_cb and k.id is null
-                    order by t.ts desc
-                    limit 1
+                    {{ ema_last_target_row('n', ['ema_bar', 'd1_bar'], 'not t.roll_bar and not n.has_cb and k.id is null') }}
                 ) as pb on true
             {% endif %}
         )
