@@ -87,8 +87,9 @@
     cross join lateral {{ target.schema }}.ema_walk(
         'dual', s.days, s.tss, s.xs, b.days, b.closes,
         c.periods, c.periods, c.alphas, c.alphas_d,
-        null, 0, c.states
+        null, 0, c.states, true
     ) as w
+    where {{ ema_walk_keep_state('w', 'c', 's', dual=true) }}
 {% endmacro %}
 
 {# Calendar EMA timeframes (OP-17 selectors, as for the bar families). #}

@@ -96,9 +96,10 @@
     last stored row; every other series (new, or an id to rebuild) starts from scratch.
     kind: 'preview' (multi_tf: e = last canonical ema), 'daily' (v2: e = last ema),
     'dual' (cal, cal_anchor).
-    The values come from barsmith_ema_resume_state (one row per series, kept by the post-hook
-    ema_record_resume_state); a series without a row there (the first run after a full build)
-    probes the target through its indexes instead: its last row and last canonical row(s). -#}
+    The values come from barsmith_ema_resume_state (one row per series, written by the walk that
+    ended it: ema_walk_keep_state); a series without a row there (a table built before that
+    table existed, or whose row was lost) probes the target through its indexes instead: its
+    last row and last canonical row(s). -#}
 {% macro ema_series_state(series, kind) %}
     {% if is_incremental() %}
         probe as (
@@ -178,111 +179,36 @@
     ),
 {% endmacro %}
 
-{#- Post-hook: keep barsmith_ema_resume_state equal to what ema_series_state() would probe from
-    the target. The rows this transaction wrote (ingested_at = now(), through the BRIN index)
-    give each written series its last row, and its last canonical row(s) when it wrote one;
-    otherwise the canonical values are kept from the stored row or, without one, probed. Ids that
-    were not appended (rebuilt, vanished) lose their rows first; a full build empties the model's
-    rows (the first incremental run after it probes). -#}
-{% macro ema_record_resume_state(model, dual=false) %}
-    {%- set state = ema_resume_state_table() -%}
+{#- Pre-hook: barsmith_ema_resume_state keeps the rows of the series a run resumes ('append'
+    ids); the walks of this run write every series they end (ema_walk_keep_state). Ids that are
+    not appended (rebuilt, vanished) lose their rows first; a full build empties the model's. -#}
+{% macro ema_forget_resume_state(model) %}
+    delete from {{ ema_resume_state_table() }} as k
     {% if is_incremental() %}
-        delete from {{ state }} as k
         using {{ ranges_relation() }} as r
-        where k.model = {{ sql_string(model) }} and k.id = r.id and r.mode <> 'append';
-
-        with written as (
-            -- one pass over the rows written by this transaction (an aggregate, not joins: the
-            -- planner cannot estimate the BRIN scan and would nest-loop the series)
-            select
-                id,
-                tf,
-                period,
-                max(ts) as last_ts,
-                (array_agg(ema order by ts desc))[1] as l_ema,
-                (array_agg(d1_roll order by ts desc))[1] as l_d1r,
-                bool_or(not roll) as has_c,
-                (array_agg(ema order by ts desc) filter (where not roll))[1] as c_ema,
-                (array_agg(d1 order by ts desc) filter (where not roll))[1] as c_d1
-                {%- if dual %},
-                    (array_agg(ema_bar order by ts desc))[1] as l_ema_bar,
-                    (array_agg(d1_roll_bar order by ts desc))[1] as l_d1rb,
-                    bool_or(not roll_bar) as has_cb,
-                    (array_agg(ema_bar order by ts desc) filter (where not roll_bar))[1] as cb_ema_bar,
-                    (array_agg(d1_bar order by ts desc) filter (where not roll_bar))[1] as cb_d1b
-                {%- endif %}
-            from {{ this }}
-            where ingested_at = now()
-            group by id, tf, period
-        ),
-
-        resolved as (
-            select
-                n.id,
-                n.tf,
-                n.period,
-                n.last_ts,
-                n.l_ema,
-                n.l_d1r,
-                case when n.has_c then n.c_ema when k.id is not null then k.c_ema else pc.ema end as c_ema,
-                case when n.has_c then n.c_d1 when k.id is not null then k.c_d1 else pc.d1 end as c_d1
-                {%- if dual %},
-                    n.l_ema_bar,
-                    n.l_d1rb,
-                    case when n.has_cb then n.cb_ema_bar when k.id is not null then k.cb_ema_bar else pb.ema_bar end
-                        as cb_ema_bar,
-                    case when n.has_cb then n.cb_d1b when k.id is not null then k.cb_d1b else pb.d1_bar end as cb_d1b
-                {%- else %},
-                    null::double precision as l_ema_bar,
-                    null::double precision as l_d1rb,
-                    null::double precision as cb_ema_bar,
-                    null::double precision as cb_d1b
-                {%- endif %}
-            from written as n
-            left join {{ state }} as k
-                on k.model = {{ sql_string(model) }} and n.id = k.id and n.tf = k.tf and n.period = k.period
-            left join lateral (
-                -- no canonical row written and none stored: the table's last one
-                {{ ema_last_target_row('n', ['ema', 'd1'], 'not t.roll and not n.has_c and k.id is null') }}
-            ) as pc on true
-            {% if dual %}
-                left join lateral (
-                    {{ ema_last_target_row('n', ['ema_bar', 'd1_bar'], 'not t.roll_bar and not n.has_cb and k.id is null') }}
-                ) as pb on true
-            {% endif %}
-        )
-
-        insert into {{ state }} (
-            model, id, tf, period, last_ts, l_ema, l_d1r, l_ema_bar, l_d1rb, c_ema, c_d1, cb_ema_bar, cb_d1b
-        )
-        select
-            {{ sql_string(model) }},
-            id,
-            tf,
-            period,
-            last_ts,
-            l_ema,
-            l_d1r,
-            l_ema_bar,
-            l_d1rb,
-            c_ema,
-            c_d1,
-            cb_ema_bar,
-            cb_d1b
-        from resolved
-        on conflict (model, id, tf, period) do update set
-            last_ts = excluded.last_ts,
-            l_ema = excluded.l_ema,
-            l_d1r = excluded.l_d1r,
-            l_ema_bar = excluded.l_ema_bar,
-            l_d1rb = excluded.l_d1rb,
-            c_ema = excluded.c_ema,
-            c_d1 = excluded.c_d1,
-            cb_ema_bar = excluded.cb_ema_bar,
-            cb_d1b = excluded.cb_d1b;
+        where k.model = {{ sql_string(model) }} and k.id = r.id and r.mode <> 'append'
     {% else %}
-        delete from {{ state }} where model = {{ sql_string(model) }};
+        where k.model = {{ sql_string(model) }}
     {% endif %}
+{% endmacro %}
+
+{#- The WHERE clause under an ema_walk(..., p_emit_state => true) call: passes the emitted rows
+    and hands each series' final-state row (ts null) to ema_keep_state, which stores its resume
+    values and drops the row. The state's last_day is the last spine day the walk consumed, so
+    its ts is the spine's last one (the row the probe of ema_series_state would find). The CASE
+    fixes the evaluation order: the function only ever sees state rows. -#}
+{% macro ema_walk_keep_state(walk, call, spine, dual) %}
+    case
+        when {{ walk }}.ts is not null then true
+        else {{ target.schema }}.ema_keep_state(
+            {{ sql_string(this.identifier) }}, {{ call }}.id, {{ call }}.tf, {{ walk }}.period,
+            case
+                when ({{ walk }}.state).last_day = {{ spine }}.days[cardinality({{ spine }}.days)]
+                    then {{ spine }}.tss[cardinality({{ spine }}.tss)]
+            end,
+            {{ walk }}.state, {{ 'true' if dual else 'false' }}
+        )
+    end
 {% endmacro %}
 
 {# Timeframes of ema_multi_tf and ema_multi_tf_v2 (OP-13): tf_day, digits + D, canonical. #}
@@ -317,6 +243,7 @@
         ],
         pre_hook=[
             "{{ barsmith_prepare_ranges('" ~ model ~ "', ema_input(), ema_parts(" ~ timeframes_call ~ ", v2=" ~ v2 ~ "), range_as_rebuild=true) }}",
+            "{{ ema_forget_resume_state('" ~ model ~ "') }}",
         ] + ([
             "{{ ema_prepare_closes('" ~ model ~ "', '" ~ closes[0] ~ "', '" ~ closes[1] ~ "', " ~ timeframes_call ~ ") }}",
         ] if closes else []),
@@ -325,7 +252,6 @@
         ] + ([
             "{{ ema_record_closes('" ~ model ~ "') }}",
         ] if closes else []) + [
-            "{{ ema_record_resume_state('" ~ model ~ "', dual=" ~ (closes is not none and closes[0] in ['calendar', 'anchored']) ~ ") }}",
             "{{ barsmith_create_index_once('" ~ model ~ "_canonical', '(id, tf, period, ts) where not roll', unique=true) }}",
             "{{ barsmith_audit() }}",
             "{{ barsmith_analyze_full_build() }}",

@@ -17,6 +17,7 @@
 --   function {{ s }}.ema_require(v, msg)       v, or raise if v is null (mandatory lookups)
 --   function {{ s }}.ema_pairwise_sum(v, lo, n) NumPy-compatible pairwise sum (seed mean)
 --   function {{ s }}.ema_walk(...)             the seeded EMA operator S(y;n) + family variants
+--   function {{ s }}.ema_keep_state(...)       stores a walk's final state as resume values
 -- =============================================================================
 
 -- ---------------------------------------------------------------------------
@@ -440,6 +441,48 @@ begin
       state := null;
     end if;
   end loop;
+end
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- ema_keep_state: stores the resume values of one series from the final state
+-- ema_walk emitted for it (p_emit_state), in barsmith_ema_resume_state, and
+-- returns false so the caller's WHERE drops the state row.  The values are those
+-- ema_series_state would probe from the target: the last row's ema / d1_roll
+-- (and ema_bar / d1_roll_bar), the last canonical row's ema / d1 (and the last
+-- roll_bar = false row's ema_bar / d1_bar).  A series that emitted nothing
+-- (ema null) or whose last day is unknown stores nothing.  Volatile (it writes):
+-- the statement that calls it runs in the model's transaction, so a failed
+-- build leaves no state behind.
+-- ---------------------------------------------------------------------------
+create or replace function {{ s }}.ema_keep_state(
+    p_model text, p_id integer, p_tf text, p_period integer, p_last_ts timestamptz,
+    p_state {{ s }}.ema_state, p_dual boolean
+) returns boolean
+language plpgsql volatile
+as $fn$
+begin
+  if p_last_ts is not null and (p_state).ema is not null then
+    insert into {{ ema_resume_state_table() }} (
+      model, id, tf, period, last_ts, l_ema, l_d1r, l_ema_bar, l_d1rb, c_ema, c_d1, cb_ema_bar, cb_d1b
+    ) values (
+      p_model, p_id, p_tf, p_period, p_last_ts, (p_state).ema, (p_state).d1_roll,
+      case when p_dual then (p_state).ema_bar end, case when p_dual then (p_state).d1_roll_bar end,
+      (p_state).c_ema, (p_state).c_d1,
+      case when p_dual then (p_state).c_ema_bar end, case when p_dual then (p_state).c_d1_bar end
+    )
+    on conflict (model, id, tf, period) do update set
+      last_ts = excluded.last_ts,
+      l_ema = excluded.l_ema,
+      l_d1r = excluded.l_d1r,
+      l_ema_bar = excluded.l_ema_bar,
+      l_d1rb = excluded.l_d1rb,
+      c_ema = excluded.c_ema,
+      c_d1 = excluded.c_d1,
+      cb_ema_bar = excluded.cb_ema_bar,
+      cb_d1b = excluded.cb_d1b;
+  end if;
+  return false;
 end
 $fn$;
 

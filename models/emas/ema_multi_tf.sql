@@ -65,5 +65,6 @@ left join closes as b on c.id = b.id and c.tf = b.tf
 cross join lateral {{ target.schema }}.ema_walk(
     'preview', s.days, s.tss, s.xs, b.days, b.closes,
     c.periods, c.periods, c.alphas, c.alphas,
-    null, 0, c.states
+    null, 0, c.states, true
 ) as w
+where {{ ema_walk_keep_state('w', 'c', 's', dual=false) }}

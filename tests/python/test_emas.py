@@ -85,11 +85,16 @@ def test_operator_matches_pandas_ewm_after_the_seed(golden_build):
 @pytest.mark.parametrize("table", ["ema_multi_tf_v2", "ema_multi_tf", "ema_multi_tf_cal_us", "ema_multi_tf_cal_iso",
                                    "ema_multi_tf_cal_anchor_us", "ema_multi_tf_cal_anchor_iso"])
 def test_incremental_resume_equals_full_refresh(project, golden_dir, table, tmp_path):
-    """Full build, then two appends: the first resumes by probing the table (the resume state is
-    empty after a full build), the second from barsmith_ema_resume_state; both equal a full refresh."""
+    """Full build, then two appends: the first resumes by probing the table (its resume state is
+    wiped, as for a table built before barsmith_ema_resume_state existed), the second from the
+    state the first run's walks wrote; both equal a full refresh, and so does the state itself."""
+    state_sql = ("select id, tf, period, last_ts, l_ema, l_d1r, l_ema_bar, l_d1rb, c_ema, c_d1, cb_ema_bar, cb_d1b "
+                 "from barsmith_ema_resume_state where model = %s order by id, tf, period")
     project.load(golden_dir / "incremental_part1.csv")
     project.dbt(["seed"])
     project.run(f"+{table}")
+    assert project.query(state_sql, [table]), "a full build records the resume state of every series"
+    project.execute("delete from barsmith_ema_resume_state where model = %s", [table])
     lines = (golden_dir / "incremental_part2.csv").read_text().splitlines(keepends=True)
     early = [ln for ln in lines[1:] if ln.split(",")[6] < "2024-03-01"]
     late = [ln for ln in lines[1:] if ln.split(",")[6] >= "2024-03-01"]
@@ -102,11 +107,15 @@ def test_incremental_resume_equals_full_refresh(project, golden_dir, table, tmp_
         stored = project.query("select count(*) from barsmith_ema_resume_state where model = %s", [table])[0][0]
         assert stored > 0, "an incremental run records the resume state of the series it wrote"
     incremental = table_rows(project, table, KEYS, exclude=["ingested_at"])
+    state = project.query(state_sql, [table])
     indexes = index_definitions(project)
     project.run(f"+{table}", full_refresh=True)
     full = table_rows(project, table, KEYS, exclude=["ingested_at"])
     assert len(full) > 10000
     assert incremental == full
+    # the walks' final states are the values the probes would read from the rows, whichever way
+    # the rows were built
+    assert project.query(state_sql, [table]) == state
     # a full refresh replaces the tables with every index they had (the run-once indexes included)
     assert index_definitions(project) == indexes
     assert any(t == table and "WHERE (NOT roll)" in d for t, d in indexes), "the canonical index exists"
