@@ -62,9 +62,10 @@ select
 from calls as c
 inner join spine as s on c.id = s.id
 left join closes as b on c.id = b.id and c.tf = b.tf
-cross join lateral {{ target.schema }}.ema_walk(
-    'preview', s.days, s.tss, s.xs, b.days, b.closes,
-    c.periods, c.periods, c.alphas, c.alphas,
-    null, 0, c.states, true
-) as w
+cross join
+    lateral {{ target.schema }}.ema_walk(
+        'preview', s.days, s.tss, s.xs, b.days, b.closes,
+        c.periods, c.periods, c.alphas, c.alphas,
+        null, 0, c.states, true
+    ) as w
 where {{ ema_walk_keep_state('w', 'c', 's', dual=false) }}

@@ -68,9 +68,10 @@ select
     w.d2_roll
 from calls as c
 inner join spine as s on c.id = s.id
-cross join lateral {{ target.schema }}.ema_walk(
-    'daily', s.days, s.tss, s.xs, null, null,
-    c.periods, c.windows, c.alphas, c.alphas,
-    c.tf_days, s.pos0, c.states, true
-) as w
+cross join
+    lateral {{ target.schema }}.ema_walk(
+        'daily', s.days, s.tss, s.xs, null, null,
+        c.periods, c.windows, c.alphas, c.alphas,
+        c.tf_days, s.pos0, c.states, true
+    ) as w
 where {{ ema_walk_keep_state('w', 'c', 's', dual=false) }}
