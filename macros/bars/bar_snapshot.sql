@@ -386,7 +386,7 @@
         indexes=[{'columns': ['id', 'tf', 'time_close'], 'unique': true}],
         pre_hook="{{ barsmith_prepare_ranges('" ~ model ~ "', bars_daily_input(), bar_family_parts('" ~ family ~ "', " ~ scheme_arg ~ ")) }}",
         post_hook=[
-            "{{ barsmith_record_fingerprints('" ~ model ~ "', bars_daily_input()) }}",
+            "{{ barsmith_record_fingerprints('" ~ model ~ "') }}",
             "{{ barsmith_create_index_once('" ~ model ~ "_closes', '(id, tf, time_close) include (close) where not is_partial_end') }}",
             "{{ barsmith_audit() }}",
             "{{ barsmith_analyze_full_build() }}",

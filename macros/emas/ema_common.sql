@@ -227,9 +227,9 @@
 {%- endmacro %}
 
 {#- The config every EMA model shares: range-incremental on (id, tf, period, ts), resume values
-    kept in barsmith_ema_resume_state (probed through the unique and canonical indexes when
-    missing), a canonical-uniqueness guard (emas.md §1.5), a BRIN index on ingested_at
-    (ema_rejects and the resume state read the rows of a run through it), fingerprints only for
+    kept in barsmith_ema_resume_state (dropped for the ids a run rebuilds; probed through the
+    unique and canonical indexes when missing), a canonical-uniqueness guard (emas.md §1.5), a
+    BRIN index on ingested_at (ema_rejects reads the rows of a run through it), fingerprints only for
     unfiltered runs. timeframes_call: the SQL of the family's timeframe selector (a macro call). -#}
 {% macro ema_model_config(model, timeframes_call, tags, v2=false, closes=none) %}
     {{ config(
@@ -248,7 +248,7 @@
             "{{ ema_prepare_closes('" ~ model ~ "', '" ~ closes[0] ~ "', '" ~ closes[1] ~ "', " ~ timeframes_call ~ ") }}",
         ] if closes else []),
         post_hook=[
-            "{% if not ema_run_is_filtered() %}{{ barsmith_record_fingerprints('" ~ model ~ "', ema_input()) }}{% endif %}",
+            "{% if not ema_run_is_filtered() %}{{ barsmith_record_fingerprints('" ~ model ~ "') }}{% endif %}",
         ] + ([
             "{{ ema_record_closes('" ~ model ~ "') }}",
         ] if closes else []) + [

@@ -3,7 +3,8 @@
     Every incremental model follows one recipe:
       1. pre-hook  barsmith_prepare_ranges(): compares the model's input with the fingerprint of
          its last run and writes the temp table pg_temp.<model>__ranges(id, part, from_ts, mode,
-         signature): the (id, part) pairs to recompute and the instant from which on.
+         signature, and the input's fingerprint of the id): the (id, part) pairs to recompute
+         and the instant from which on.
            mode 'rebuild': new id/part, rows inserted or deleted at or before the last seen
                            instant, a changed signature (time zone, timeframe definition) or
                            var('rebuild_ids'); from_ts = -infinity.
@@ -13,7 +14,9 @@
          On a full build every (id, part) of the input is listed with mode 'rebuild'.
       2. the model SQL recomputes the listed ranges only (see each model);
       3. strategy replace_ranges: deletes the target rows of each range and inserts the new rows;
-      4. post-hook barsmith_record_fingerprints(): stores the new fingerprint of the listed pairs.
+      4. post-hook barsmith_record_fingerprints(): stores the fingerprint of the listed pairs, as
+         step 1 read it (one pass over the input per run; a row committed by another session
+         after step 1 is not in it, so the next run picks that row up instead of losing it).
     All four steps run in the model's single transaction. -#}
 
 {% macro ranges_relation() -%}
@@ -45,13 +48,67 @@
         {{ parts }}
     ),
 
-    input_ids as (
-        select distinct id from input_rows
-    ),
-
     fingerprints as (
         select * from {{ fingerprint_table() }}
         where model = {{ sql_string(model_key) }} and {{ asset_filter('id') }}
+    ),
+
+    {% if is_incremental() %}
+        seen_states as (
+            select distinct
+                f.id,
+                f.max_ts,
+                f.max_changed_at
+            from fingerprints as f
+            where f.part in (select p.part from parts as p)
+        ),
+
+        input_vs_seen as (
+            -- the one pass over the input: per id (and seen state of the id, normally one) the
+            -- id's fingerprint and what changed since that state
+            select
+                r.id,
+                s.max_ts as seen_ts,
+                s.max_changed_at as seen_changed_at,
+                count(*) as n_rows,
+                sum(extract(epoch from r.ts)) as sum_epoch,
+                min(r.ts) as min_ts,
+                max(r.ts) as max_ts,
+                max(r.changed_at) as max_changed_at,
+                count(*) filter (where r.ts <= s.max_ts) as n_old,
+                coalesce(sum(extract(epoch from r.ts)) filter (where r.ts <= s.max_ts), 0) as sum_old,
+                min(r.ts) filter (
+                    where r.ts > s.max_ts or r.changed_at > s.max_changed_at
+                ) as changed_from
+            from input_rows as r
+            left join seen_states as s on r.id = s.id
+            group by r.id, s.max_ts, s.max_changed_at
+        ),
+    {% else %}
+        input_vs_seen as (
+            select
+                id,
+                count(*) as n_rows,
+                sum(extract(epoch from ts)) as sum_epoch,
+                min(ts) as min_ts,
+                max(ts) as max_ts,
+                max(changed_at) as max_changed_at
+            from input_rows
+            group by id
+        ),
+    {% endif %}
+
+    input_ids as (
+        -- each input id with its fingerprint (equal in every seen-state group of the id)
+        select distinct on (id)
+            id,
+            n_rows,
+            sum_epoch,
+            min_ts,
+            max_ts,
+            max_changed_at
+        from input_vs_seen
+        order by id
     ),
 
     wanted as (
@@ -63,30 +120,6 @@
     ),
 
     {% if is_incremental() %}
-        seen_states as (
-            select distinct
-                f.id,
-                f.max_ts,
-                f.max_changed_at
-            from fingerprints as f
-            inner join wanted as w on f.id = w.id and f.part = w.part
-        ),
-
-        input_vs_seen as (
-            select
-                s.id,
-                s.max_ts,
-                s.max_changed_at,
-                count(*) filter (where r.ts <= s.max_ts) as n_old,
-                coalesce(sum(extract(epoch from r.ts)) filter (where r.ts <= s.max_ts), 0) as sum_old,
-                min(r.ts) filter (
-                    where r.ts > s.max_ts or r.changed_at > s.max_changed_at
-                ) as changed_from
-            from seen_states as s
-            inner join input_rows as r on s.id = r.id
-            group by s.id, s.max_ts, s.max_changed_at
-        ),
-
         classified as (
             select
                 w.id,
@@ -109,7 +142,7 @@
             from wanted as w
             left join fingerprints as f on w.id = f.id and w.part = f.part
             left join input_vs_seen as v
-                on f.id = v.id and f.max_ts = v.max_ts and f.max_changed_at = v.max_changed_at
+                on f.id = v.id and f.max_ts = v.seen_ts and f.max_changed_at = v.seen_changed_at
         ),
 
         vanished as (
@@ -144,28 +177,34 @@
     {% endif %}
 
     select
-        id,
-        part,
-        signature,
+        g.id,
+        g.part,
+        g.signature,
         case
             when {{ 'true' if whole_ids else 'false' }} then '-infinity'::timestamptz
-            when {{ 'true' if range_as_rebuild else 'false' }} and from_ts <= seen_max_ts
+            when {{ 'true' if range_as_rebuild else 'false' }} and g.from_ts <= g.seen_max_ts
                 then '-infinity'::timestamptz
-            else from_ts
+            else g.from_ts
         end as from_ts,
         case
-            when from_ts = '-infinity'::timestamptz or {{ 'true' if whole_ids else 'false' }} then 'rebuild'
-            when from_ts > seen_max_ts then 'append'
+            when g.from_ts = '-infinity'::timestamptz or {{ 'true' if whole_ids else 'false' }} then 'rebuild'
+            when g.from_ts > g.seen_max_ts then 'append'
             when {{ 'true' if range_as_rebuild else 'false' }} then 'rebuild'
             else 'range'
-        end as mode
-    from ranges;
+        end as mode,
+        i.n_rows,
+        i.sum_epoch,
+        i.min_ts,
+        i.max_ts,
+        i.max_changed_at
+    from ranges as g
+    left join input_ids as i on g.id = i.id;
 
     create index on {{ ranges_relation() }} (id, part);
     analyze {{ ranges_relation() }};
 {% endmacro %}
 
-{% macro barsmith_record_fingerprints(model_key, input_sql) %}
+{% macro barsmith_record_fingerprints(model_key) %}
     delete from {{ fingerprint_table() }} as f
     using {{ ranges_relation() }} as r
     where f.model = {{ sql_string(model_key) }} and f.id = r.id and f.part = r.part;
@@ -173,35 +212,19 @@
     insert into {{ fingerprint_table() }} (
         model, id, part, n_rows, sum_epoch, min_ts, max_ts, max_changed_at, signature
     )
-    with input_rows as (
-        {{ input_sql }}
-    ),
-
-    per_id as (
-        select
-            id,
-            count(*) as n_rows,
-            sum(extract(epoch from ts)) as sum_epoch,
-            min(ts) as min_ts,
-            max(ts) as max_ts,
-            max(changed_at) as max_changed_at
-        from input_rows
-        where id in (select r.id from {{ ranges_relation() }} as r)
-        group by id
-    )
-
     select
         {{ sql_string(model_key) }},
-        p.id,
-        r.part,
-        p.n_rows,
-        p.sum_epoch,
-        p.min_ts,
-        p.max_ts,
-        p.max_changed_at,
-        r.signature
-    from per_id as p
-    inner join {{ ranges_relation() }} as r on p.id = r.id;
+        id,
+        part,
+        n_rows,
+        sum_epoch,
+        min_ts,
+        max_ts,
+        max_changed_at,
+        signature
+    from {{ ranges_relation() }}
+    -- a vanished id has no input rows and no fingerprint
+    where n_rows is not null;
 {% endmacro %}
 
 {#- Custom incremental strategy: replace the listed ranges (see the header of this file).

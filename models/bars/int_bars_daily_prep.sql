@@ -10,7 +10,7 @@
         ],
         pre_hook="{{ barsmith_prepare_ranges('int_bars_daily_prep', bars_daily_input(), bars_daily_parts()) }}",
         post_hook=[
-            "{{ barsmith_record_fingerprints('int_bars_daily_prep', bars_daily_input()) }}",
+            "{{ barsmith_record_fingerprints('int_bars_daily_prep') }}",
             "{{ barsmith_create_index_once('int_bars_daily_prep_gaps', '(id, ld) where ld - prev_ld > 1') }}",
             "{{ barsmith_audit() }}",
             "{{ barsmith_analyze_full_build() }}",

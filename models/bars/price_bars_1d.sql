@@ -9,7 +9,7 @@
         ],
         pre_hook="{{ barsmith_prepare_ranges('price_bars_1d', price_bars_1d_input(), lookback_days=var('lookback_days', 3)) }}",
         post_hook=[
-            "{{ barsmith_record_fingerprints('price_bars_1d', price_bars_1d_input()) }}",
+            "{{ barsmith_record_fingerprints('price_bars_1d') }}",
             "{{ barsmith_create_index_once('price_bars_1d_id_time_close', '(id, time_close)') }}",
             "{{ barsmith_audit() }}",
         ],

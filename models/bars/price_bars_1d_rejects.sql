@@ -6,7 +6,7 @@
         indexes=[{'columns': ['id', '"timestamp"'], 'unique': true}],
         pre_hook="{{ barsmith_prepare_ranges('price_bars_1d_rejects', price_bars_1d_input(), lookback_days=var('lookback_days', 3)) }}",
         post_hook=[
-            "{{ barsmith_record_fingerprints('price_bars_1d_rejects', price_bars_1d_input()) }}",
+            "{{ barsmith_record_fingerprints('price_bars_1d_rejects') }}",
             "{{ barsmith_audit() }}",
         ],
         audit_counts={'rejects': 'true'},
