@@ -142,8 +142,9 @@ def main() -> None:
             print(f"\nvacuum (analyze) of the {len(written)} tables after the full build: "
                   f"{time.monotonic() - started:.1f} s (autovacuum's work, not part of the build)")
 
-            # one more day for every id, twice: the first incremental after a full build resumes the
-            # EMA series by probing their tables, the second from barsmith_ema_resume_state
+            # one more day for every id, twice: the first incremental after a full build has run
+            # 2-3x slower than the second (both resume from stored state; the first is the first to
+            # touch the bar seeds and the EMA indexes' insertion points since the build)
             incs = []
             for n in (0, 1):
                 conn.execute(GENERATE.replace("generate_series(0, %(days)s::int - 1)",

@@ -187,3 +187,64 @@ def test_ema_rejects_report_bad_values_with_a_reason(golden_build):
     finally:
         golden_build.execute("delete from ema_multi_tf where ts >= '2030-01-01'")
         golden_build.run("ema_rejects", full_refresh=True)
+
+
+STATE_KINDS = {"id": "int", "tf": "str", "period": "int", "daily_min_seen": "ts", "daily_max_seen": "ts",
+               "last_time_close": "ts", "last_canonical_ts": "ts", "last_bar_seq": "int"}
+STATE_SOURCES = {
+    "ema_multi_tf": ("price_bars_multi_tf", "roll"),
+    "ema_multi_tf_v2": ("price_bars_1d", "roll"),
+    "ema_multi_tf_cal_us": ("price_bars_multi_tf_cal_us", "roll"),
+    "ema_multi_tf_cal_iso": ("price_bars_multi_tf_cal_iso", "roll"),
+    "ema_multi_tf_cal_anchor_us": ("price_bars_multi_tf_cal_anchor_us", "roll_bar"),
+    "ema_multi_tf_cal_anchor_iso": ("price_bars_multi_tf_cal_anchor_iso", "roll_bar"),
+}
+
+
+@pytest.mark.parametrize("table", list(STATE_SOURCES))
+def test_state_views(golden_build, golden_dir, table):
+    """<table>_state (emas.md §6.1, OP-15: a view over the tables): the §6.1 values recomputed here
+    from the EMA and bar tables, and the reference's state rows where it wrote any (its cal
+    refresher never did, OP-5)."""
+    bars_table, flag = STATE_SOURCES[table]
+    ours = golden_build.frame(f"{table}_state", ["id", "tf", "period"])
+    assert len(ours) > 0 and ours["updated_at"].notna().all()
+
+    emas = pd.DataFrame(golden_build.query(f"select id, tf, period, ts from {table} where not {flag}"),
+                        columns=["id", "tf", "period", "ts"])
+    canonical = emas.groupby(["id", "tf", "period"])["ts"].max().rename("last_canonical_ts")
+    bars = pd.DataFrame(golden_build.query(f"select id, tf, time_open, time_close, bar_seq, is_partial_end from {bars_table}"),
+                        columns=["id", "tf", "time_open", "time_close", "bar_seq", "is_partial_end"])
+    per_pair = bars.groupby(["id", "tf"]).agg(daily_min_seen=("time_open", "min"), daily_max_seen=("time_close", "max"))
+    per_pair["last_bar_seq"] = bars[~bars["is_partial_end"].astype(bool)].groupby(["id", "tf"])["bar_seq"].max()
+    expected = canonical.reset_index().merge(per_pair.reset_index(), on=["id", "tf"], how="inner")
+    got = ours.merge(expected, on=["id", "tf", "period"], how="outer", suffixes=("", "_x"), indicator=True)
+    assert (got["_merge"] == "both").all(), got[got["_merge"] != "both"].head()
+    for column in ("daily_min_seen", "daily_max_seen", "last_canonical_ts"):
+        assert (got[column] == got[f"{column}_x"]).all(), column
+    assert (got["last_time_close"] == got["last_canonical_ts"]).all()
+    assert (got["last_bar_seq"].astype(float).fillna(-1) == got["last_bar_seq_x"].astype(float).fillna(-1)).all()
+    if table == "ema_multi_tf":
+        assert "1D" not in set(ours["tf"]), "§6.2: the 1D series have no bars in price_bars_multi_tf"
+    if table == "ema_multi_tf_v2":
+        assert set(ours["tf"]) == {"1D"}, "§6.2: v2 has state only where price_bars_1d has bars"
+
+    golden = read_golden(golden_dir / f"cmc_{table}_state.csv.gz")
+    if table in ("ema_multi_tf_cal_us", "ema_multi_tf_cal_iso"):
+        assert golden.empty, "OP-5: the reference's cal state statement always failed"
+        return
+    assert len(golden) > 0
+    # OP-11 / OP-19: a series with fewer closes than its period never seeds and has no rows, so no
+    # state; the reference wrote rows (NULL emas) for them and so a state row
+    unseeded = golden["last_bar_seq"].astype(int) < golden["period"].astype(int)
+    if table.startswith("ema_multi_tf_cal_anchor"):
+        assert unseeded.any()
+    golden = golden[~unseeded]
+    keys = set(zip(golden["id"].astype(int), golden["tf"], golden["period"].astype(int)))
+    ours_keys = set(zip(ours["id"].astype(int), ours["tf"], ours["period"].astype(int)))
+    mask = [(int(i), t, int(p)) in keys for i, t, p in zip(ours["id"], ours["tf"], ours["period"])]
+    assert compare_frames(ours[mask].drop(columns=["updated_at"]), golden, ["id", "tf", "period"], STATE_KINDS) == {}
+    assert sum(mask) == len(golden)
+    dropped = read_golden(golden_dir / f"cmc_{table}_state.csv.gz")
+    dropped = dropped[dropped["last_bar_seq"].astype(int) < dropped["period"].astype(int)]
+    assert not (set(zip(dropped["id"].astype(int), dropped["tf"], dropped["period"].astype(int))) & ours_keys)

@@ -1,0 +1,4 @@
+{{ config(materialized="view") }}
+
+-- Per (id, tf, period) state of ema_multi_tf_cal_anchor_us (emas.md §6.1), derived from the table and price_bars_multi_tf_cal_anchor_us.
+{{ ema_family_state('ema_multi_tf_cal_anchor_us', 'price_bars_multi_tf_cal_anchor_us', 'roll_bar') }}
