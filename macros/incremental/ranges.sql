@@ -53,50 +53,38 @@
         where model = {{ sql_string(model_key) }} and {{ asset_filter('id') }}
     ),
 
-    {% if is_incremental() %}
-        seen_states as (
-            select distinct
-                f.id,
-                f.max_ts,
-                f.max_changed_at
-            from fingerprints as f
-            where f.part in (select p.part from parts as p)
-        ),
+    -- (a full build deleted the model's fingerprints above: no seen states, so the one pass
+    -- below only yields each id's fingerprint)
+    seen_states as (
+        select distinct
+            f.id,
+            f.max_ts,
+            f.max_changed_at
+        from fingerprints as f
+        where f.part in (select p.part from parts as p)
+    ),
 
-        input_vs_seen as (
-            -- the one pass over the input: per id (and seen state of the id, normally one) the
-            -- id's fingerprint and what changed since that state
-            select
-                r.id,
-                s.max_ts as seen_ts,
-                s.max_changed_at as seen_changed_at,
-                count(*) as n_rows,
-                sum(extract(epoch from r.ts)) as sum_epoch,
-                min(r.ts) as min_ts,
-                max(r.ts) as max_ts,
-                max(r.changed_at) as max_changed_at,
-                count(*) filter (where r.ts <= s.max_ts) as n_old,
-                coalesce(sum(extract(epoch from r.ts)) filter (where r.ts <= s.max_ts), 0) as sum_old,
-                min(r.ts) filter (
-                    where r.ts > s.max_ts or r.changed_at > s.max_changed_at
-                ) as changed_from
-            from input_rows as r
-            left join seen_states as s on r.id = s.id
-            group by r.id, s.max_ts, s.max_changed_at
-        ),
-    {% else %}
-        input_vs_seen as (
-            select
-                id,
-                count(*) as n_rows,
-                sum(extract(epoch from ts)) as sum_epoch,
-                min(ts) as min_ts,
-                max(ts) as max_ts,
-                max(changed_at) as max_changed_at
-            from input_rows
-            group by id
-        ),
-    {% endif %}
+    input_vs_seen as (
+        -- the one pass over the input: per id (and seen state of the id, normally one) the
+        -- id's fingerprint and what changed since that state
+        select
+            r.id,
+            s.max_ts as seen_ts,
+            s.max_changed_at as seen_changed_at,
+            count(*) as n_rows,
+            sum(extract(epoch from r.ts)) as sum_epoch,
+            min(r.ts) as min_ts,
+            max(r.ts) as max_ts,
+            max(r.changed_at) as max_changed_at,
+            count(*) filter (where r.ts <= s.max_ts) as n_old,
+            coalesce(sum(extract(epoch from r.ts)) filter (where r.ts <= s.max_ts), 0) as sum_old,
+            min(r.ts) filter (
+                where r.ts > s.max_ts or r.changed_at > s.max_changed_at
+            ) as changed_from
+        from input_rows as r
+        left join seen_states as s on r.id = s.id
+        group by r.id, s.max_ts, s.max_changed_at
+    ),
 
     input_ids as (
         -- each input id with its fingerprint (equal in every seen-state group of the id)
