@@ -62,6 +62,10 @@
                 and d.time_close >= {{ ema_start_ts() }}
                 and d.time_close >= ((b.time_close at time zone 'UTC')::date)::timestamp at time zone 'UTC'
                 and d.time_close < ((b.time_close at time zone 'UTC')::date + 1)::timestamp at time zone 'UTC'
+            -- a fence: one index probe per close. Flattened, the planner (short of close
+            -- estimates) scanned the id's whole daily history per (id, tf) and filtered it
+            -- against every close: 55 s instead of 0.6 s at 100 x 3000 days
+            offset 0
         ) as s
         where
             b.id = {{ p }}.id and b.tf = {{ p }}.tf and not b.is_partial_end
@@ -96,7 +100,9 @@
         from from_day as f
         cross join timeframes as t
     ) as p
-    cross join lateral ({{ ema_closes_after(kind, bars, 'p') }}) as c
+    -- fenced (offset 0): evaluated per (id, tf) from its resume day. Flattened, the planner read
+    -- every close of the bar table and looked each one up before it applied the resume day
+    cross join lateral ({{ ema_closes_after(kind, bars, 'p') }} offset 0) as c
 {% endmacro %}
 
 {# Pre-hook (after barsmith_prepare_ranges). #}

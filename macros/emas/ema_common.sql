@@ -228,8 +228,8 @@
 
 {#- The config every EMA model shares: range-incremental on (id, tf, period, ts), resume values
     kept in barsmith_ema_resume_state (dropped for the ids a run rebuilds; probed through the
-    unique and canonical indexes when missing), a canonical-uniqueness guard (emas.md §1.5), a
-    BRIN index on ingested_at (ema_rejects reads the rows of a run through it), fingerprints only for
+    unique and canonical indexes when missing), a canonical-uniqueness guard (emas.md §1.5), the
+    rows written queued for ema_rejects (macros/emas/ema_rejects.sql), fingerprints only for
     unfiltered runs. timeframes_call: the SQL of the family's timeframe selector (a macro call). -#}
 {% macro ema_model_config(model, timeframes_call, tags, v2=false, closes=none) %}
     {{ config(
@@ -237,10 +237,8 @@
         range_column='ts',
         range_part_match=ema_series_match(),
         unique_key=['id', 'tf', 'period', 'ts'],
-        indexes=[
-            {'columns': ['id', 'tf', 'period', 'ts'], 'unique': true},
-            {'columns': ['ingested_at'], 'type': 'brin'},
-        ],
+        indexes=[{'columns': ['id', 'tf', 'period', 'ts'], 'unique': true}],
+        validation_queue=true,
         pre_hook=[
             "{{ barsmith_prepare_ranges('" ~ model ~ "', ema_input(), ema_parts(" ~ timeframes_call ~ ", v2=" ~ v2 ~ "), range_as_rebuild=true) }}",
             "{{ ema_forget_resume_state('" ~ model ~ "') }}",
@@ -254,6 +252,7 @@
         ] if closes else []) + [
             "{{ barsmith_create_index_once('" ~ model ~ "_canonical', '(id, tf, period, ts) where not roll', unique=true) }}",
             "{{ barsmith_audit() }}",
+            "{{ ema_enqueue_full_build() }}",
             "{{ barsmith_analyze_full_build() }}",
         ],
         audit_counts={'canonical': 'not roll'},

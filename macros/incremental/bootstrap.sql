@@ -63,6 +63,16 @@
         cb_d1b double precision,
         primary key (model, id, tf, period)
     );
+
+    create table if not exists {{ ema_validation_queue_table() }} (
+        model text not null,
+        id integer,
+        tf text,
+        period integer,
+        ts timestamptz not null,
+        ema double precision,
+        queued_at timestamptz not null default now()
+    );
 {% endmacro %}
 
 {#- barsmith_run_log: rows written per model and dbt invocation, with the model's quality
@@ -77,6 +87,11 @@
    macros/emas/ema_common.sql (ema_series_state, ema_walk_keep_state) and ema_keep_state. #}
 {% macro ema_resume_state_table() -%}
     {{ target.schema }}.barsmith_ema_resume_state
+{%- endmacro %}
+
+{# EMA rows waiting for ema_rejects' output validation: see macros/emas/ema_rejects.sql. #}
+{% macro ema_validation_queue_table() -%}
+    {{ target.schema }}.barsmith_ema_validation_queue
 {%- endmacro %}
 
 {% macro run_log_table() -%}

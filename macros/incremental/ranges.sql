@@ -260,5 +260,11 @@
     insert into {{ target }} ({{ columns }})
     select {{ columns }} from {{ new_rows }};
 
+    {% if config.get('validation_queue', false) %}
+        -- what ema_rejects validates next (macros/emas/ema_rejects.sql): the rows written, and
+        -- per id not appended the instant from which its old rows were deleted
+        {{ ema_enqueue_written(new_rows, range_column) }}
+    {% endif %}
+
     {{ barsmith_audit_sql(new_rows, false) }}
 {% endmacro %}

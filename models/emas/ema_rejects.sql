@@ -5,7 +5,7 @@
         incremental_strategy='delete+insert',
         unique_key=['source_table', 'id', 'tf', 'period', 'timestamp'],
         pre_hook=[
-            "{% if is_incremental() %}delete from {{ this }} as r using ({{ ema_validation_batch(['ema_multi_tf', 'ema_multi_tf_v2', 'ema_multi_tf_cal_us', 'ema_multi_tf_cal_iso', 'ema_multi_tf_cal_anchor_us', 'ema_multi_tf_cal_anchor_iso']) }}) as b where r.source_table = b.source_table and r.id = b.id and r.tf = b.tf and r.period = b.period and r.timestamp = b.ts{% endif %}",
+            "{{ ema_rejects_take_queue(['ema_multi_tf', 'ema_multi_tf_v2', 'ema_multi_tf_cal_us', 'ema_multi_tf_cal_iso', 'ema_multi_tf_cal_anchor_us', 'ema_multi_tf_cal_anchor_iso']) }}",
         ],
         post_hook=["{{ barsmith_audit(where=\"created_at >= \" ~ sql_string(run_started_at.isoformat()) ~ \"::timestamptz\") }}"],
         audit_counts={'ema_rejects': 'true'},
@@ -14,7 +14,8 @@
 }}
 
 -- EMA values outside the bounds of emas.md §7.1, reported with a reason instead of dropped
--- (OP-14). Rows are validated when written; a rewritten row replaces its old verdict.
+-- (OP-14). Rows are validated once written (the EMA models queue them: macros/emas/ema_rejects.sql);
+-- a rewritten row replaces its old verdict.
 -- The statistical check (5) is not applied: see _emas.yml.
 with batch as (
     {{ ema_validation_batch(ema_tables) }}
@@ -69,3 +70,6 @@ select
     now() as created_at
 from violations as c
 left join {{ ref('price_bars_1d') }} as d on c.id = d.id and c.ts = d.time_close
+-- a queued value is reported only while its row holds it (a later run may have rewritten or
+-- deleted the row: see macros/emas/ema_rejects.sql)
+where {{ ema_row_exists(ema_tables, 'c', 'c.ts', 'c.ema') }}

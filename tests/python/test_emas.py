@@ -94,6 +94,8 @@ def test_incremental_resume_equals_full_refresh(project, golden_dir, table, tmp_
     project.dbt(["seed"])
     project.run(f"+{table}")
     assert project.query(state_sql, [table]), "a full build records the resume state of every series"
+    assert project.query("select id, tf, period from barsmith_ema_validation_queue where model = %s", [table]) == \
+        [(None, None, None)], "a full build queues its whole table for ema_rejects"
     project.execute("delete from barsmith_ema_resume_state where model = %s", [table])
     lines = (golden_dir / "incremental_part2.csv").read_text().splitlines(keepends=True)
     early = [ln for ln in lines[1:] if ln.split(",")[6] < "2024-03-01"]
@@ -106,6 +108,14 @@ def test_incremental_resume_equals_full_refresh(project, golden_dir, table, tmp_
         project.run(f"+{table}")
         stored = project.query("select count(*) from barsmith_ema_resume_state where model = %s", [table])[0][0]
         assert stored > 0, "an incremental run records the resume state of the series it wrote"
+        # the run queued, for ema_rejects, every row it wrote with its value
+        queued = project.query(
+            "select id, tf, period, ts, ema from barsmith_ema_validation_queue where model = %s and tf is not null"
+            " and queued_at = (select max(queued_at) from barsmith_ema_validation_queue) order by 1, 2, 3, 4", [table])
+        written = project.query(
+            f"select id, tf, period, ts, ema from {table} where ingested_at = (select max(ingested_at) from {table})"
+            " order by 1, 2, 3, 4")
+        assert written and queued == written
     incremental = table_rows(project, table, KEYS, exclude=["ingested_at"])
     state = project.query(state_sql, [table])
     indexes = index_definitions(project)
@@ -186,6 +196,47 @@ def test_ema_rejects_report_bad_values_with_a_reason(golden_build):
             "reported, not dropped"
     finally:
         golden_build.execute("delete from ema_multi_tf where ts >= '2030-01-01'")
+        golden_build.run("ema_rejects", full_refresh=True)
+
+
+def test_ema_rejects_checks_the_queued_rows(golden_build):
+    """An incremental ema_rejects run checks exactly what the EMA models queued: the rows written
+    with their values, a whole table after a full build; a rewritten row replaces its verdict, and
+    a row deleted since it was queued is not reported."""
+    queue = "barsmith_ema_validation_queue (model, id, tf, period, ts, ema)"
+
+    def verdicts():
+        return dict(golden_build.query(
+            "select \"timestamp\"::date::text, violation_type from ema_rejects where source_table = 'ema_multi_tf'"))
+
+    assert golden_build.query("select count(*) from barsmith_ema_validation_queue") == [(0,)], \
+        "the build's ema_rejects took the queue over"
+    golden_build.execute("""insert into ema_multi_tf (id, tf, ts, period, ema, tf_days, roll)
+                            values (1, '7D', '2030-01-01', 10, -5, 7, true), (1, '7D', '2030-01-02', 10, 'NaN', 7, true)""")
+    try:
+        golden_build.execute(f"insert into {queue} values ('ema_multi_tf', 1, '7D', 10, '2030-01-02', 'NaN')")
+        golden_build.run("ema_rejects")
+        assert verdicts() == {"2030-01-02": "nan"}, "only the queued rows are checked"
+        assert golden_build.query("select count(*) from barsmith_ema_validation_queue") == [(0,)], "queue consumed"
+
+        golden_build.execute(f"insert into {queue} values ('ema_multi_tf', null, null, null, '-infinity', null)")
+        golden_build.run("ema_rejects")
+        assert verdicts() == {"2030-01-01": "negative", "2030-01-02": "nan"}, "a queued table is checked whole"
+
+        golden_build.execute("update ema_multi_tf set ema = 5 where id = 1 and ts = '2030-01-02'")
+        golden_build.execute(f"insert into {queue} values ('ema_multi_tf', 1, '7D', 10, '2030-01-02', 5)")
+        golden_build.run("ema_rejects")
+        assert verdicts() == {"2030-01-01": "negative"}, "a rewritten valid row loses its verdict"
+
+        # row 01 deleted by a rebuild of id 1 after its bad value was queued
+        golden_build.execute("delete from ema_multi_tf where ts >= '2030-01-01'")
+        golden_build.execute(f"insert into {queue} values ('ema_multi_tf', 1, '7D', 10, '2030-01-01', -5), "
+                             "('ema_multi_tf', 1, null, null, '2029-12-31', null)")
+        golden_build.run("ema_rejects")
+        assert verdicts() == {}, "a deleted row is not reported and its old verdict goes"
+    finally:
+        golden_build.execute("delete from ema_multi_tf where ts >= '2030-01-01'")
+        golden_build.execute("delete from barsmith_ema_validation_queue")
         golden_build.run("ema_rejects", full_refresh=True)
 
 
