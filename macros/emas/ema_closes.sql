@@ -102,7 +102,13 @@
     ) as p
     -- fenced (offset 0): evaluated per (id, tf) from its resume day. Flattened, the planner read
     -- every close of the bar table and looked each one up before it applied the resume day
-    cross join lateral ({{ ema_closes_after(kind, bars, 'p') }} offset 0) as c
+    cross join lateral (
+        select
+            x.day,
+            x.close
+        from ({{ ema_closes_after(kind, bars, 'p') }}) as x
+        offset 0
+    ) as c
 {% endmacro %}
 
 {# Pre-hook (after barsmith_prepare_ranges). #}
