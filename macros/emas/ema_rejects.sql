@@ -1,4 +1,6 @@
-{#- Output validation of emas.md §7.1 (OP-14): which EMA rows ema_rejects checks.
+{#- Output validation of emas.md §7.1 (OP-14): which EMA rows ema_rejects checks (the checks,
+    first failing one wins, are in models/emas/ema_rejects.sql: nan, infinity, negative,
+    out_of_price_bounds).
 
     The EMA models queue what they wrote in barsmith_ema_validation_queue, in their own
     transaction, so nothing written is ever left unchecked, even when ema_rejects runs in a
