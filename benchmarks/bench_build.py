@@ -143,8 +143,9 @@ def main() -> None:
                   f"{time.monotonic() - started:.1f} s (autovacuum's work, not part of the build)")
 
             # one more day for every id, twice: the first incremental after a full build has run
-            # 2-3x slower than the second (both resume from stored state; the first is the first to
-            # touch the bar seeds and the EMA indexes' insertion points since the build)
+            # 1.7-3x slower than the second although both resume from stored state (seen, not
+            # proven as the cause: its new rows land in the free space the vacuum recorded all over
+            # the tables, and the first touch of each page after a checkpoint writes a full-page image)
             incs = []
             for n in (0, 1):
                 conn.execute(GENERATE.replace("generate_series(0, %(days)s::int - 1)",

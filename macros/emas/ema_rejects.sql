@@ -45,10 +45,7 @@
 {% macro ema_enqueue_full_build() %}
     insert into {{ ema_validation_queue_table() }} (model, id, tf, period, ts, ema)
     select {{ sql_string(this.identifier) }}, null, null, null, '-infinity'::timestamptz, null
-    where exists (
-        select 1 from {{ run_log_table() }}
-        where invocation_id = {{ sql_string(invocation_id) }} and model = {{ sql_string(this.identifier) }} and full_build
-    );
+    where {{ barsmith_run_was_full_build() }};
 {% endmacro %}
 
 {% macro ema_rejects_queue_relation() -%}

@@ -129,16 +129,22 @@
     {{ barsmith_audit_sql(this, true, where) }}
 {% endmacro %}
 
+{# SQL condition for post-hooks after barsmith_audit: this run built the model's table whole
+   (the audit recorded a full build for this invocation). #}
+{% macro barsmith_run_was_full_build() -%}
+    exists (
+        select 1 from {{ run_log_table() }}
+        where invocation_id = {{ sql_string(invocation_id) }} and model = {{ sql_string(this.identifier) }} and full_build
+    )
+{%- endmacro %}
+
 {# Post-hook (after barsmith_audit): refresh the planner statistics of a table that was just
    built whole, so later runs plan their index probes on real numbers; an incremental run
    leaves them to autovacuum. #}
 {% macro barsmith_analyze_full_build() %}
     do $barsmith$
     begin
-        if exists (
-            select 1 from {{ run_log_table() }}
-            where invocation_id = {{ sql_string(invocation_id) }} and model = {{ sql_string(this.identifier) }} and full_build
-        ) then
+        if {{ barsmith_run_was_full_build() }} then
             execute {{ sql_string('analyze ' ~ this) }};
         end if;
     end
