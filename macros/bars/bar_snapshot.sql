@@ -7,7 +7,7 @@
         instant. Ranks are built here over the rows the run reads, never stored.
       market cap: the id-wide forward fill, used when its row is inside the bar.
       first/last missing day (OP-7): from the gaps of prep.
-      §4.6 sanity rules applied in order (they only fire on raw input).
+      §4.6 sanity rules applied in order, on raw input only (they cannot fire on the 1D bars).
     Carry-forward (incremental runs on the validated 1D input): a bar that holds rows before
     from_ts is continued from its stored row just before from_ts (the seed), so the window
     reads only the rows from from_ts on. Those stored rows are unchanged by construction (mode
@@ -20,7 +20,8 @@
     {%- set prep = ref('int_bars_daily_prep') -%}
     {%- set range_col = 'k' if family == 'rolling' else 'ld' -%}
     {%- set anchored = family == 'anchored' -%}
-    {%- set carry = is_incremental() and var('bars_daily_source', 'bars_1d') != 'raw' -%}
+    {%- set raw = var('bars_daily_source', 'bars_1d') == 'raw' -%}
+    {%- set carry = is_incremental() and not raw -%}
     with timeframes as (
         select
             tf,
@@ -120,6 +121,9 @@
                 null::date as ld_from
             from ids as i
             cross join timeframes as t
+            -- the snapshot rows come out in this order, bar after bar: in the order of the
+            -- table's unique key, so building that index after the load sorts presorted input
+            order by i.id, t.tf
         ),
     {% endif %}
 
@@ -293,20 +297,31 @@
     ),
 
     sanity as (
-        -- §4.6: 1 late time_low, 2 high floor, 3 low ceiling
+        -- §4.6: 1 late time_low, 2 high floor, 3 low ceiling. On the validated 1D bars no rule
+        -- can fire (high >= greatest(open, close) and low <= least(open, close) on every row,
+        -- both not null, time_low inside the row's day), so they are only evaluated on raw input.
         select
             *,
-            case when tl0 > time_close then lo_oc else low0 end as low1,
-            case when tl0 > time_close then t_lo_oc else tl0 end as tl1,
-            case when high0 is null or high0 < hi_oc then hi_oc else high0 end as high
+            {% if raw %}
+                case when tl0 > time_close then lo_oc else low0 end as low1,
+                case when tl0 > time_close then t_lo_oc else tl0 end as tl1,
+                case when high0 is null or high0 < hi_oc then hi_oc else high0 end as high
+            {% else %}
+                low0 as low1,
+                tl0 as tl1,
+                high0 as high
+            {% endif %}
         from bar_to_date
-        where time_close >= from_ts
+        {% if is_incremental() %}
+            -- a full build starts at -infinity
+            where time_close >= from_ts
+        {% endif %}
     ),
 
     sanity_low as (
         select
             *,
-            (low1 is null or low1 > lo_oc) as low_ceiling
+            {{ '(low1 is null or low1 > lo_oc)' if raw else 'false' }} as low_ceiling
         from sanity
     )
 
