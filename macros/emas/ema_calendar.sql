@@ -60,36 +60,59 @@
         from series as sr
         inner join series_state as st on sr.id = st.id and sr.tf = st.tf and sr.period = st.period
         group by sr.id, sr.tf, sr.tf_days
-    )
+    ),
+
+    {% call ema_walks(dual=true) %}
+        select
+            c.id,
+            c.tf,
+            c.tf_days,
+            w.ts,
+            w.period,
+            w.roll,
+            w.ema,
+            w.d1,
+            w.d2,
+            w.d1_roll,
+            w.d2_roll,
+            w.ema_bar,
+            w.d1_bar,
+            w.d2_bar,
+            w.d1_roll_bar,
+            w.d2_roll_bar,
+            w.state,
+            {{ ema_walk_state_ts('w', 's') }} as state_last_ts
+        from calls as c
+        inner join spine as s on c.id = s.id
+        left join closes as b on c.id = b.id and c.tf = b.tf
+        cross join lateral {{ target.schema }}.ema_walk(
+            'dual', s.days, s.tss, s.xs, b.days, b.closes,
+            c.periods, c.periods, c.alphas, c.alphas_d,
+            null, 0, c.states, true
+        ) as w
+    {% endcall %}
 
     select
-        c.id,
-        c.tf,
-        w.ts,
-        w.period,
-        c.tf_days,
-        w.roll,
-        w.ema,
-        w.d1,
-        w.d2,
-        w.d1_roll,
-        w.d2_roll,
-        w.ema_bar,
-        w.d1_bar,
-        w.d2_bar,
-        w.roll as roll_bar,
-        w.d1_roll_bar,
-        w.d2_roll_bar,
+        id,
+        tf,
+        ts,
+        period,
+        tf_days,
+        roll,
+        ema,
+        d1,
+        d2,
+        d1_roll,
+        d2_roll,
+        ema_bar,
+        d1_bar,
+        d2_bar,
+        roll as roll_bar,
+        d1_roll_bar,
+        d2_roll_bar,
         now() as ingested_at
-    from calls as c
-    inner join spine as s on c.id = s.id
-    left join closes as b on c.id = b.id and c.tf = b.tf
-    cross join lateral {{ target.schema }}.ema_walk(
-        'dual', s.days, s.tss, s.xs, b.days, b.closes,
-        c.periods, c.periods, c.alphas, c.alphas_d,
-        null, 0, c.states, true
-    ) as w
-    where {{ ema_walk_keep_state('w', 'c', 's', dual=true) }}
+    from walks
+    where ts is not null
 {% endmacro %}
 
 {# Calendar EMA timeframes (OP-17 selectors, as for the bar families). #}

@@ -97,7 +97,7 @@
     kind: 'preview' (multi_tf: e = last canonical ema), 'daily' (v2: e = last ema),
     'dual' (cal, cal_anchor).
     The values come from barsmith_ema_resume_state (one row per series, written by the walk that
-    ended it: ema_walk_keep_state); a series without a row there (a table built before that
+    ended it: ema_walks); a series without a row there (a table built before that
     table existed, or whose row was lost) probes the target through its indexes instead: its
     last row and last canonical row(s). -#}
 {% macro ema_series_state(series, kind) %}
@@ -180,7 +180,7 @@
 {% endmacro %}
 
 {#- Pre-hook: barsmith_ema_resume_state keeps the rows of the series a run resumes ('append'
-    ids); the walks of this run write every series they end (ema_walk_keep_state). Ids that are
+    ids); the walks of this run write every series they end (ema_walks). Ids that are
     not appended (rebuilt, vanished) lose their rows first; a full build empties the model's. -#}
 {% macro ema_forget_resume_state(model) %}
     delete from {{ ema_resume_state_table() }} as k
@@ -192,23 +192,77 @@
     {% endif %}
 {% endmacro %}
 
-{#- The WHERE clause under an ema_walk(..., p_emit_state => true) call: passes the emitted rows
-    and hands each series' final-state row (ts null) to ema_keep_state, which stores its resume
-    values and drops the row. The state's last_day is the last spine day the walk consumed, so
-    its ts is the spine's last one (the row the probe of ema_series_state would find). The CASE
-    fixes the evaluation order: the function only ever sees state rows. -#}
-{% macro ema_walk_keep_state(walk, call, spine, dual) %}
+{#- The instant of a series' final-state row (ts null) of ema_walk(..., p_emit_state => true): the
+    state's last_day is the last spine day the walk consumed, so its ts is the spine's last one
+    (the row the probe of ema_series_state would find); null when the walk consumed no day. -#}
+{% macro ema_walk_state_ts(walk, spine) -%}
     case
-        when {{ walk }}.ts is not null then true
-        else {{ target.schema }}.ema_keep_state(
-            {{ sql_string(this.identifier) }}, {{ call }}.id, {{ call }}.tf, {{ walk }}.period,
-            case
-                when ({{ walk }}.state).last_day = {{ spine }}.days[cardinality({{ spine }}.days)]
-                    then {{ spine }}.tss[cardinality({{ spine }}.tss)]
-            end,
-            {{ walk }}.state, {{ 'true' if dual else 'false' }}
-        )
+        when ({{ walk }}.state).last_day = {{ spine }}.days[cardinality({{ spine }}.days)]
+            then {{ spine }}.tss[cardinality({{ spine }}.tss)]
     end
+{%- endmacro %}
+
+{#- CTE `walks` of an EMA model: the caller's block is the SELECT list and FROM of the walk
+    (aliases c = calls, s = spine, w = the ema_walk call; it selects the call's id and tf, the
+    walk's ts, period and state, and state_last_ts = ema_walk_state_ts('w', 's')). Each series
+    ends with a final-state row (ts null) holding its resume values for barsmith_ema_resume_state.
+      full build: the WHERE hands each state row to ema_keep_state, which stores it and drops
+        the row (the CASE fixes the evaluation order: the function only ever sees state rows);
+        the millions of walk rows stream straight into the table.
+      incremental run: the few thousand walk rows are kept (CTE) and every state row is stored
+        by one INSERT ... ON CONFLICT (kept_states) instead of a function call each: a one-day
+        run stores about 80k states over the six EMA models, 0.8 s as single-row upserts.
+    Either way the states are written in the statement that builds the rows, in the model's
+    transaction. The model selects its columns from `walks` where ts is not null. -#}
+{% macro ema_walks(dual) %}
+    walks as (
+        {{ caller() }}
+        {% if not is_incremental() %}
+            where
+                case
+                    when w.ts is not null then true
+                    else {{ target.schema }}.ema_keep_state(
+                        {{ sql_string(this.identifier) }}, c.id, c.tf, w.period, {{ ema_walk_state_ts('w', 's') }},
+                        w.state, {{ 'true' if dual else 'false' }}
+                    )
+                end
+        {% endif %}
+    )
+    {% if is_incremental() %}
+
+        , kept_states as (
+            -- the same values as ema_keep_state stores
+            insert into {{ ema_resume_state_table() }} (
+                model, id, tf, period, last_ts, l_ema, l_d1r, l_ema_bar, l_d1rb, c_ema, c_d1, cb_ema_bar, cb_d1b
+            )
+            select
+                {{ sql_string(this.identifier) }},
+                k.id,
+                k.tf,
+                k.period,
+                k.state_last_ts,
+                (k.state).ema,
+                (k.state).d1_roll,
+                {{ '(k.state).ema_bar' if dual else 'null::double precision' }},
+                {{ '(k.state).d1_roll_bar' if dual else 'null::double precision' }},
+                (k.state).c_ema,
+                (k.state).c_d1,
+                {{ '(k.state).c_ema_bar' if dual else 'null::double precision' }},
+                {{ '(k.state).c_d1_bar' if dual else 'null::double precision' }}
+            from walks as k
+            where k.ts is null and k.state_last_ts is not null and (k.state).ema is not null
+            on conflict (model, id, tf, period) do update set
+                last_ts = excluded.last_ts,
+                l_ema = excluded.l_ema,
+                l_d1r = excluded.l_d1r,
+                l_ema_bar = excluded.l_ema_bar,
+                l_d1rb = excluded.l_d1rb,
+                c_ema = excluded.c_ema,
+                c_d1 = excluded.c_d1,
+                cb_ema_bar = excluded.cb_ema_bar,
+                cb_d1b = excluded.cb_d1b
+        )
+    {% endif %}
 {% endmacro %}
 
 {# Timeframes of ema_multi_tf and ema_multi_tf_v2 (OP-13): tf_day, digits + D, canonical. #}

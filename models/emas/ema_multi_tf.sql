@@ -44,28 +44,46 @@ calls as (
     from series as sr
     inner join series_state as st on sr.id = st.id and sr.tf = st.tf and sr.period = st.period
     group by sr.id, sr.tf, sr.tf_days
-)
+),
+
+{% call ema_walks(dual=false) %}
+    select
+        c.id,
+        c.tf,
+        c.tf_days,
+        w.ts,
+        w.period,
+        w.ema,
+        w.roll,
+        w.d1_roll,
+        w.d2_roll,
+        w.d1,
+        w.d2,
+        w.state,
+        {{ ema_walk_state_ts('w', 's') }} as state_last_ts
+    from calls as c
+    inner join spine as s on c.id = s.id
+    left join closes as b on c.id = b.id and c.tf = b.tf
+    cross join
+        lateral {{ target.schema }}.ema_walk(
+            'preview', s.days, s.tss, s.xs, b.days, b.closes,
+            c.periods, c.periods, c.alphas, c.alphas,
+            null, 0, c.states, true
+        ) as w
+{% endcall %}
 
 select
-    c.id,
-    c.tf,
-    w.ts,
-    w.period,
-    w.ema,
-    c.tf_days,
-    w.roll,
-    w.d1_roll,
-    w.d2_roll,
-    w.d1,
-    w.d2,
+    id,
+    tf,
+    ts,
+    period,
+    ema,
+    tf_days,
+    roll,
+    d1_roll,
+    d2_roll,
+    d1,
+    d2,
     now() as ingested_at
-from calls as c
-inner join spine as s on c.id = s.id
-left join closes as b on c.id = b.id and c.tf = b.tf
-cross join
-    lateral {{ target.schema }}.ema_walk(
-        'preview', s.days, s.tss, s.xs, b.days, b.closes,
-        c.periods, c.periods, c.alphas, c.alphas,
-        null, 0, c.states, true
-    ) as w
-where {{ ema_walk_keep_state('w', 'c', 's', dual=false) }}
+from walks
+where ts is not null

@@ -51,27 +51,45 @@ calls as (
     from series as sr
     inner join series_state as st on sr.id = st.id and sr.tf = st.tf and sr.period = st.period
     group by sr.id, sr.tf, sr.tf_days
-)
+),
+
+{% call ema_walks(dual=false) %}
+    select
+        c.id,
+        c.tf,
+        c.tf_days,
+        w.ts,
+        w.period,
+        w.ema,
+        w.d1,
+        w.d2,
+        w.roll,
+        w.d1_roll,
+        w.d2_roll,
+        w.state,
+        {{ ema_walk_state_ts('w', 's') }} as state_last_ts
+    from calls as c
+    inner join spine as s on c.id = s.id
+    cross join
+        lateral {{ target.schema }}.ema_walk(
+            'daily', s.days, s.tss, s.xs, null, null,
+            c.periods, c.windows, c.alphas, c.alphas,
+            c.tf_days, s.pos0, c.states, true
+        ) as w
+{% endcall %}
 
 select
-    c.id::bigint as id,
-    w.ts,
-    c.tf,
-    w.period,
-    w.ema,
+    id::bigint as id,
+    ts,
+    tf,
+    period,
+    ema,
     now() as ingested_at,
-    w.d1,
-    w.d2,
-    c.tf_days,
-    w.roll,
-    w.d1_roll,
-    w.d2_roll
-from calls as c
-inner join spine as s on c.id = s.id
-cross join
-    lateral {{ target.schema }}.ema_walk(
-        'daily', s.days, s.tss, s.xs, null, null,
-        c.periods, c.windows, c.alphas, c.alphas,
-        c.tf_days, s.pos0, c.states, true
-    ) as w
-where {{ ema_walk_keep_state('w', 'c', 's', dual=false) }}
+    d1,
+    d2,
+    tf_days,
+    roll,
+    d1_roll,
+    d2_roll
+from walks
+where ts is not null
