@@ -93,6 +93,18 @@ def copy_floor(conn, table: str) -> float:
     return seconds
 
 
+SETTINGS = ("shared_buffers", "max_wal_size", "wal_compression", "fsync", "synchronous_commit",
+            "max_parallel_maintenance_workers", "work_mem")
+
+
+def server_settings(conn) -> str:
+    """The server settings the figures depend on (WAL volume and checkpoints weigh on every write)."""
+    version = conn.execute("show server_version").fetchone()[0]
+    values = dict(conn.execute("select name, current_setting(name) from pg_settings where name = any(%s)",
+                               (list(SETTINGS),)).fetchall())
+    return f"server: PostgreSQL {version}; " + ", ".join(f"{k}={values.get(k, '?')}" for k in SETTINGS)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ids", type=int, default=100)
@@ -117,6 +129,7 @@ def main() -> None:
             conn.execute("analyze price_histories")
             n_source = conn.execute("select count(*) from price_histories").fetchone()[0]
             print(f"source: {args.ids} ids x {args.days} days = {n_source:,} rows ({time.monotonic() - t0:.1f} s)")
+            print(server_settings(conn))
             dbt(connection, ["seed"], "dim_timeframe ema_periods")
 
             since = conn.execute("select now()").fetchone()[0]

@@ -112,7 +112,7 @@
         d2_roll_bar,
         now() as ingested_at
     from walks
-    where ts is not null
+    where {{ ema_walk_rows(dual=true) }}
 {% endmacro %}
 
 {# Calendar EMA timeframes (OP-17 selectors, as for the bar families). #}

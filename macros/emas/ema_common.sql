@@ -206,27 +206,19 @@
     (aliases c = calls, s = spine, w = the ema_walk call; it selects the call's id and tf, the
     walk's ts, period and state, and state_last_ts = ema_walk_state_ts('w', 's')). Each series
     ends with a final-state row (ts null) holding its resume values for barsmith_ema_resume_state.
+    The model selects its columns from `walks` WHERE ema_walk_rows(dual):
       full build: the WHERE hands each state row to ema_keep_state, which stores it and drops
-        the row (the CASE fixes the evaluation order: the function only ever sees state rows);
-        the millions of walk rows stream straight into the table.
+        the row (the CASE fixes the evaluation order: the function only ever sees state rows).
+        The CTE itself stays free of that volatile call, so the planner folds it into the
+        model's select and the millions of walk rows stream straight into the table.
       incremental run: the few thousand walk rows are kept (CTE) and every state row is stored
         by one INSERT ... ON CONFLICT (kept_states) instead of a function call each: a one-day
         run stores about 80k states over the six EMA models, 0.8 s as single-row upserts.
     Either way the states are written in the statement that builds the rows, in the model's
-    transaction. The model selects its columns from `walks` where ts is not null. -#}
+    transaction. -#}
 {% macro ema_walks(dual) %}
     walks as (
         {{ caller() }}
-        {% if not is_incremental() %}
-            where
-                case
-                    when w.ts is not null then true
-                    else {{ target.schema }}.ema_keep_state(
-                        {{ sql_string(this.identifier) }}, c.id, c.tf, w.period, {{ ema_walk_state_ts('w', 's') }},
-                        w.state, {{ 'true' if dual else 'false' }}
-                    )
-                end
-        {% endif %}
     )
     {% if is_incremental() %}
 
@@ -345,3 +337,17 @@
         ),
     {% endif %}
 {% endmacro %}
+
+{# The WHERE of an EMA model's select from `walks`: see ema_walks. #}
+{% macro ema_walk_rows(dual) -%}
+    {%- if is_incremental() -%}
+        ts is not null
+    {%- else -%}
+        case
+            when ts is not null then true
+            else {{ target.schema }}.ema_keep_state(
+                {{ sql_string(this.identifier) }}, id, tf, period, state_last_ts, state, {{ 'true' if dual else 'false' }}
+            )
+        end
+    {%- endif -%}
+{%- endmacro %}

@@ -86,4 +86,4 @@ select
     d2,
     now() as ingested_at
 from walks
-where ts is not null
+where {{ ema_walk_rows(dual=false) }}

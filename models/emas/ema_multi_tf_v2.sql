@@ -92,4 +92,4 @@ select
     d1_roll,
     d2_roll
 from walks
-where ts is not null
+where {{ ema_walk_rows(dual=false) }}
