@@ -1,33 +1,51 @@
 {#- Validated daily rows of bars.md §5: every source row of the ranges to recompute, with its
     repaired values (§5.3) and the reason it is rejected (§5.4), NULL when it is a valid bar.
-    bar_seq is the rank of "timestamp" over all source rows of the id (OP-14), so it is
-    computed over the whole id even when only a range is rewritten. NULL volume / market_cap
+    bar_seq is the rank of "timestamp" over all source rows of the id (OP-14): an incremental
+    run counts the id's rows before the range and numbers the range's rows from there. NULL volume / market_cap
     are not defects (OP-11, decided): such rows are valid bars. -#}
 {% macro price_bars_1d_rows() %}
-    with source_rows as (
-        select * from {{ ref('stg_price_histories') }}
-        where
-            {{ asset_filter('id') }}
-            {% if is_incremental() %}
-                and id in (select r.id from {{ ranges_relation() }} as r)
-            {% endif %}
-    ),
-
-    ranked as (
-        select
-            *,
-            row_number() over (partition by id order by "timestamp") as bar_seq
-        from source_rows
-    ),
-
-    in_range as (
-        select ranked.*
-        from ranked
-        {% if is_incremental() %}
+    {% if is_incremental() %}
+        -- only the rows of the ranges are read; bar_seq continues from the number of the id's
+        -- source rows before the range (a count, not a window over the whole history)
+        with source_rows as (
+            select s.*
+            from {{ ref('stg_price_histories') }} as s
             inner join {{ ranges_relation() }} as r
-                on ranked.id = r.id and ranked."timestamp" >= r.from_ts
-        {% endif %}
-    ),
+                on s.id = r.id and s."timestamp" >= r.from_ts
+            where {{ asset_filter('s.id') }}
+        ),
+
+        rows_before as (
+            select
+                r.id,
+                count(s.id) as n
+            from {{ ranges_relation() }} as r
+            left join {{ ref('stg_price_histories') }} as s
+                on r.id = s.id and s."timestamp" < r.from_ts
+            group by r.id
+        ),
+
+        in_range as (
+            select
+                source_rows.*,
+                coalesce(b.n, 0) + row_number() over (partition by source_rows.id order by source_rows."timestamp")
+                    as bar_seq
+            from source_rows
+            left join rows_before as b on source_rows.id = b.id
+        ),
+    {% else %}
+        with source_rows as (
+            select * from {{ ref('stg_price_histories') }}
+            where {{ asset_filter('id') }}
+        ),
+
+        in_range as (
+            select
+                *,
+                row_number() over (partition by id order by "timestamp") as bar_seq
+            from source_rows
+        ),
+    {% endif %}
 
     repair_flags as (
         select

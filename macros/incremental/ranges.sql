@@ -236,13 +236,6 @@
         -- ema-sized runs cost up to 0.8 s
         analyze {{ new_rows }} (id, {{ part_columns | join(', ') }}, {{ range_column }});
     {% endif %}
-    -- Both deletes below probe the target's unique index once per range: a hash or merge join
-    -- would read the whole target instead. The planner chose one (14.4M rows scanned, 8.8 s,
-    -- for a one-day run that deleted nothing) once the estimates of the ranges drifted, so it
-    -- gets no choice here; the defaults come back before the insert.
-    set local enable_hashjoin = off;
-    set local enable_mergejoin = off;
-
     -- an 'append' range has no target rows at or after from_ts (they all derive from input rows
     -- at or before the last seen instant): only the other modes need this delete
     delete from {{ target }} as t
@@ -253,6 +246,13 @@
         and t.{{ range_column }} >= r.from_ts;
 
     {% if part_columns | length > 0 %}
+        -- one probe of the target's unique index per (id, part) of the new rows: a hash or merge
+        -- join would read the whole target instead. The planner chose one (14.4M rows scanned,
+        -- 8.8 s, for a one-day run that deleted nothing) once the estimates drifted, so it gets
+        -- no choice here. (The delete above keeps its hash join: in an append-only run its
+        -- ranges are empty, and an empty hash side ends the join before the target is read.)
+        set local enable_hashjoin = off;
+        set local enable_mergejoin = off;
         delete from {{ target }} as t
         using (
             select id, {{ part_columns | join(', ') }}, min({{ range_column }}) as from_ts
@@ -262,10 +262,9 @@
         where t.id = n.id
             {% for c in part_columns %}and t.{{ c }} = n.{{ c }} {% endfor %}
             and t.{{ range_column }} >= n.from_ts;
+        set local enable_hashjoin to default;
+        set local enable_mergejoin to default;
     {% endif %}
-
-    set local enable_hashjoin to default;
-    set local enable_mergejoin to default;
 
     insert into {{ target }} ({{ columns }})
     select {{ columns }} from {{ new_rows }};
