@@ -77,6 +77,17 @@ def test_parity_with_reference(raw_build, golden_dir, table):
 
 
 @pytest.mark.parametrize("table", FAMILIES)
+def test_full_build_writes_rows_in_key_order(raw_build, table):
+    """A full build writes its rows in the order of the unique key (id, tf, time_close), so the
+    index built after the load sorts presorted input (a speed property, checked as an order)."""
+    out_of_order, rows = raw_build.query(
+        "select count(*) filter (where (id, tf, time_close) <= prev), count(*) from ("
+        f"select id, tf, time_close, lag((id, tf, time_close)) over (order by ctid) as prev from {table}) as s")[0]
+    assert rows > 1000
+    assert out_of_order == 0
+
+
+@pytest.mark.parametrize("table", FAMILIES)
 def test_op_resolved_columns_follow_their_rule(raw_build, table):
     df = raw_build.frame(table, KEYS)
     assert (df["timestamp"] == df["time_close"]).all(), "OP-8"
