@@ -63,25 +63,6 @@
     ),
 
     {% call ema_walks(dual=true) %}
-        select
-            c.id,
-            c.tf,
-            c.tf_days,
-            w.ts,
-            w.period,
-            w.roll,
-            w.ema,
-            w.d1,
-            w.d2,
-            w.d1_roll,
-            w.d2_roll,
-            w.ema_bar,
-            w.d1_bar,
-            w.d2_bar,
-            w.d1_roll_bar,
-            w.d2_roll_bar,
-            w.state,
-            {{ ema_walk_state_ts('w', 's') }} as state_last_ts
         from calls as c
         inner join spine as s on c.id = s.id
         left join closes as b on c.id = b.id and c.tf = b.tf

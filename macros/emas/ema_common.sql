@@ -202,10 +202,11 @@
     end
 {%- endmacro %}
 
-{#- CTE `walks` of an EMA model: the caller's block is the SELECT list and FROM of the walk
-    (aliases c = calls, s = spine, w = the ema_walk call; it selects the call's id and tf, the
-    walk's ts, period and state, and state_last_ts = ema_walk_state_ts('w', 's')). Each series
-    ends with a final-state row (ts null) holding its resume values for barsmith_ema_resume_state.
+{#- CTE `walks` of an EMA model: the caller's block is the FROM of the walk (aliases c = calls
+    with id, tf, tf_days; s = spine; w = the ema_walk call); the SELECT list is written here:
+    the series key, the walk's ts, period, value columns (the _bar ones when dual) and state,
+    and state_last_ts = ema_walk_state_ts('w', 's'). Each series ends with a final-state row
+    (ts null) holding its resume values for barsmith_ema_resume_state.
     The model selects its columns from `walks` WHERE ema_walk_rows(dual):
       full build: the WHERE hands each state row to ema_keep_state, which stores it and drops
         the row (the CASE fixes the evaluation order: the function only ever sees state rows).
@@ -215,44 +216,32 @@
         by one INSERT ... ON CONFLICT (kept_states) instead of a function call each: a one-day
         run stores about 80k states over the six EMA models, 0.8 s as single-row upserts.
     Either way the states are written in the statement that builds the rows, in the model's
-    transaction. -#}
+    transaction, by the same upsert (ema_resume_state_insert). -#}
 {% macro ema_walks(dual) %}
+    {%- set columns = ['ema', 'roll', 'd1', 'd2', 'd1_roll', 'd2_roll']
+        + (['ema_bar', 'd1_bar', 'd2_bar', 'd1_roll_bar', 'd2_roll_bar'] if dual else []) %}
     walks as (
+        select
+            c.id,
+            c.tf,
+            c.tf_days,
+            w.ts,
+            w.period,
+            {%- for column in columns %}
+                w.{{ column }},
+            {%- endfor %}
+            w.state,
+            {{ ema_walk_state_ts('w', 's') }} as state_last_ts
         {{ caller() }}
     )
     {% if is_incremental() %}
 
         , kept_states as (
-            -- the same values as ema_keep_state stores
-            insert into {{ ema_resume_state_table() }} (
-                model, id, tf, period, last_ts, l_ema, l_d1r, l_ema_bar, l_d1rb, c_ema, c_d1, cb_ema_bar, cb_d1b
-            )
-            select
-                {{ sql_string(this.identifier) }},
-                k.id,
-                k.tf,
-                k.period,
-                k.state_last_ts,
-                (k.state).ema,
-                (k.state).d1_roll,
-                {{ '(k.state).ema_bar' if dual else 'null::double precision' }},
-                {{ '(k.state).d1_roll_bar' if dual else 'null::double precision' }},
-                (k.state).c_ema,
-                (k.state).c_d1,
-                {{ '(k.state).c_ema_bar' if dual else 'null::double precision' }},
-                {{ '(k.state).c_d1_bar' if dual else 'null::double precision' }}
-            from walks as k
-            where k.ts is null and k.state_last_ts is not null and (k.state).ema is not null
-            on conflict (model, id, tf, period) do update set
-                last_ts = excluded.last_ts,
-                l_ema = excluded.l_ema,
-                l_d1r = excluded.l_d1r,
-                l_ema_bar = excluded.l_ema_bar,
-                l_d1rb = excluded.l_d1rb,
-                c_ema = excluded.c_ema,
-                c_d1 = excluded.c_d1,
-                cb_ema_bar = excluded.cb_ema_bar,
-                cb_d1b = excluded.cb_d1b
+            {{ ema_resume_state_insert(
+                sql_string(this.identifier), 'k.id', 'k.tf', 'k.period', 'k.state_last_ts', 'k.state',
+                'true' if dual else 'false',
+                'from walks as k where k.ts is null and k.state_last_ts is not null and (k.state).ema is not null'
+            ) }}
         )
     {% endif %}
 {% endmacro %}

@@ -463,27 +463,46 @@ language plpgsql volatile
 as $fn$
 begin
   if p_last_ts is not null and (p_state).ema is not null then
-    insert into {{ ema_resume_state_table() }} (
-      model, id, tf, period, last_ts, l_ema, l_d1r, l_ema_bar, l_d1rb, c_ema, c_d1, cb_ema_bar, cb_d1b
-    ) values (
-      p_model, p_id, p_tf, p_period, p_last_ts, (p_state).ema, (p_state).d1_roll,
-      case when p_dual then (p_state).ema_bar end, case when p_dual then (p_state).d1_roll_bar end,
-      (p_state).c_ema, (p_state).c_d1,
-      case when p_dual then (p_state).c_ema_bar end, case when p_dual then (p_state).c_d1_bar end
-    )
-    on conflict (model, id, tf, period) do update set
-      last_ts = excluded.last_ts,
-      l_ema = excluded.l_ema,
-      l_d1r = excluded.l_d1r,
-      l_ema_bar = excluded.l_ema_bar,
-      l_d1rb = excluded.l_d1rb,
-      c_ema = excluded.c_ema,
-      c_d1 = excluded.c_d1,
-      cb_ema_bar = excluded.cb_ema_bar,
-      cb_d1b = excluded.cb_d1b;
+    {{ ema_resume_state_insert('p_model', 'p_id', 'p_tf', 'p_period', 'p_last_ts', 'p_state', 'p_dual') }};
   end if;
   return false;
 end
 $fn$;
 
 {% endmacro %}
+
+{#- The upsert of resume values into barsmith_ema_resume_state, shared by ema_keep_state (one
+    series, from its parameters) and the kept_states CTE of ema_walks (every state row of a
+    run): SQL expressions for the model, the series key, its last instant, its final ema_state
+    and whether the family is dual (else the _bar values are null); from_where: the FROM / WHERE
+    the values are selected from (none for the function's parameters). -#}
+{% macro ema_resume_state_insert(model, id, tf, period, last_ts, state, dual, from_where='') %}
+    insert into {{ ema_resume_state_table() }} (
+        model, id, tf, period, last_ts, l_ema, l_d1r, l_ema_bar, l_d1rb, c_ema, c_d1, cb_ema_bar, cb_d1b
+    )
+    select
+        {{ model }},
+        {{ id }},
+        {{ tf }},
+        {{ period }},
+        {{ last_ts }},
+        ({{ state }}).ema,
+        ({{ state }}).d1_roll,
+        case when {{ dual }} then ({{ state }}).ema_bar end,
+        case when {{ dual }} then ({{ state }}).d1_roll_bar end,
+        ({{ state }}).c_ema,
+        ({{ state }}).c_d1,
+        case when {{ dual }} then ({{ state }}).c_ema_bar end,
+        case when {{ dual }} then ({{ state }}).c_d1_bar end
+    {{ from_where }}
+    on conflict (model, id, tf, period) do update set
+        last_ts = excluded.last_ts,
+        l_ema = excluded.l_ema,
+        l_d1r = excluded.l_d1r,
+        l_ema_bar = excluded.l_ema_bar,
+        l_d1rb = excluded.l_d1rb,
+        c_ema = excluded.c_ema,
+        c_d1 = excluded.c_d1,
+        cb_ema_bar = excluded.cb_ema_bar,
+        cb_d1b = excluded.cb_d1b
+{%- endmacro %}

@@ -47,20 +47,6 @@ calls as (
 ),
 
 {% call ema_walks(dual=false) %}
-    select
-        c.id,
-        c.tf,
-        c.tf_days,
-        w.ts,
-        w.period,
-        w.ema,
-        w.roll,
-        w.d1_roll,
-        w.d2_roll,
-        w.d1,
-        w.d2,
-        w.state,
-        {{ ema_walk_state_ts('w', 's') }} as state_last_ts
     from calls as c
     inner join spine as s on c.id = s.id
     left join closes as b on c.id = b.id and c.tf = b.tf

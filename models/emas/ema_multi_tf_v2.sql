@@ -54,20 +54,6 @@ calls as (
 ),
 
 {% call ema_walks(dual=false) %}
-    select
-        c.id,
-        c.tf,
-        c.tf_days,
-        w.ts,
-        w.period,
-        w.ema,
-        w.d1,
-        w.d2,
-        w.roll,
-        w.d1_roll,
-        w.d2_roll,
-        w.state,
-        {{ ema_walk_state_ts('w', 's') }} as state_last_ts
     from calls as c
     inner join spine as s on c.id = s.id
     cross join
