@@ -1,9 +1,14 @@
 """Speed of the barsmith models: full build, then a one-day incremental, against a copy floor.
 
 For each model it prints rows, seconds, rows/s and the ratio to a plain `create table as select`
-of the same rows in the same database (the copy floor). Then it vacuums the new tables (autovacuum's
-first pass, timed apart), appends one day to every id, twice, and prints each incremental's seconds as
-a share of the full build.
+of the same rows in the same database (the copy floor: median of three copies), with the WAL each of
+the two wrote. The full
+build runs one model per dbt invocation, in dependency order, each after a CHECKPOINT, and so does
+each copy: every timed write starts from the same WAL state, so whether a checkpoint falls inside it
+depends on its own WAL volume, not on what ran before it (without this, two copies of one table
+differed by up to 70%). Then it vacuums the new tables (autovacuum's first pass, timed apart), appends
+one day to every id, twice, and prints each incremental's seconds as a share of the full build
+(one dbt invocation each, as a scheduled run would do).
 
     python benchmarks/bench_build.py                       # 100 ids x 1500 days, every model
     python benchmarks/bench_build.py --ids 50 --days 3000  # doubled history, fewer ids
@@ -17,6 +22,7 @@ embedded server under a temporary directory. Never a timed assertion: it prints 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -84,13 +90,62 @@ def rows_written(conn, since) -> dict[str, int]:
                              "group by model", (since,)).fetchall())
 
 
-def copy_floor(conn, table: str) -> float:
-    conn.execute("drop table if exists bench_copy_floor")
-    started = time.monotonic()
-    conn.execute(sql.SQL("create table bench_copy_floor as select * from {}").format(sql.Identifier(table)))
-    seconds = time.monotonic() - started
-    conn.execute("drop table bench_copy_floor")
-    return seconds
+def checkpoint(conn) -> str:
+    """CHECKPOINT (superuser or pg_checkpoint; skipped without it) and the WAL position after it."""
+    try:
+        conn.execute("checkpoint")
+    except psycopg.errors.InsufficientPrivilege:
+        pass
+    return conn.execute("select pg_current_wal_lsn()::text").fetchone()[0]
+
+
+def wal_mb(conn, since: str) -> float:
+    return conn.execute("select (pg_current_wal_lsn() - %s::pg_lsn) / 1048576.0", (since,)).fetchone()[0]
+
+
+def copy_floor(conn, table: str, repeats: int = 3) -> tuple[float, float]:
+    """Median seconds (of `repeats` runs) and WAL MB of `create table as select *` of the table, each
+    after a checkpoint. The first copy also sets the hint bits of the freshly built table; on this VM
+    single copies of one table ranged over +-30%, so one copy is too noisy a floor."""
+    runs = []
+    for _ in range(repeats):
+        conn.execute("drop table if exists bench_copy_floor")
+        lsn = checkpoint(conn)
+        started = time.monotonic()
+        conn.execute(sql.SQL("create table bench_copy_floor as select * from {}").format(sql.Identifier(table)))
+        runs.append((time.monotonic() - started, wal_mb(conn, lsn)))
+        conn.execute("drop table bench_copy_floor")
+    runs.sort()
+    return runs[len(runs) // 2]
+
+
+def build_order(connection, select: str) -> list[str]:
+    """The selected models in dependency order (dbt ls, then a topological sort)."""
+    listed = []
+
+    def on_event(event) -> None:
+        # dbt ls prints each node as a PrintEvent (ListCmdOut without --quiet / --log-level none)
+        msg = getattr(event.data, "msg", "")
+        if event.info.name in ("ListCmdOut", "PrintEvent") and msg.startswith("{"):
+            listed.append(json.loads(msg))
+
+    inv = invoke(connection, ["ls"], {}, ["--select", select, "--resource-type", "model", "--output", "json",
+                                          "--output-keys", "unique_id", "name", "depends_on", "--log-level", "none"],
+                 callbacks=[on_event])
+    if not inv.success:
+        raise SystemExit(f"dbt ls failed: {inv.error or ''}")
+    names = {m["unique_id"]: m["name"] for m in listed}
+    deps = {m["unique_id"]: [d for d in m["depends_on"]["nodes"] if d in names] for m in listed}
+    order: list[str] = []
+    done: set[str] = set()
+    while len(order) < len(names):
+        ready = sorted(u for u in names if u not in done and all(d in done for d in deps[u]))
+        if not ready:
+            raise SystemExit("dbt ls: dependency cycle among the selected models")
+        for u in ready:
+            order.append(names[u])
+            done.add(u)
+    return order
 
 
 SETTINGS = ("shared_buffers", "max_wal_size", "wal_compression", "fsync", "synchronous_commit",
@@ -133,19 +188,23 @@ def main() -> None:
             dbt(connection, ["seed"], "dim_timeframe ema_periods")
 
             since = conn.execute("select now()").fetchone()[0]
-            full = dbt(connection, ["run"], args.select, full_refresh=True)
-            written = rows_written(conn, since)
-            print(f"\n{'model':42} {'rows':>12} {'seconds':>9} {'rows/s':>11} {'copy s':>8} {'ratio':>6}")
-            full_total = 0.0
-            for name, node in full.items():
+            print(f"\n{'model':42} {'rows':>12} {'seconds':>9} {'rows/s':>11} {'WAL MB':>8} {'copy s':>8} "
+                  f"{'copy WAL':>8} {'ratio':>6}")
+            full, written, full_total = {}, {}, 0.0
+            for name in build_order(connection, args.select):
+                lsn = checkpoint(conn)
+                full.update(dbt(connection, ["run"], name, full_refresh=True))
+                wal = wal_mb(conn, lsn)
+                written = rows_written(conn, since)
                 rows = written.get(name)
-                if rows is None:
+                if rows is None or name not in full:
                     continue
-                floor = copy_floor(conn, name)
+                node = full[name]
+                floor, floor_wal = copy_floor(conn, name)
                 full_total += node.seconds
                 rate = rows / node.seconds if node.seconds else 0
-                print(f"{name:42} {rows:>12,} {node.seconds:>9.2f} {rate:>11,.0f} {floor:>8.2f} "
-                      f"{node.seconds / floor if floor else 0:>6.2f}")
+                print(f"{name:42} {rows:>12,} {node.seconds:>9.2f} {rate:>11,.0f} {wal:>8,.0f} {floor:>8.2f} "
+                      f"{floor_wal:>8,.0f} {node.seconds / floor if floor else 0:>6.2f}", flush=True)
 
             # Autovacuum's first pass over the new tables (hint bits, visibility map) would otherwise
             # run during the incrementals below and be timed with them: do it now, and report it.
