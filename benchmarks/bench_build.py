@@ -1,19 +1,19 @@
 """Speed of the barsmith models: full build, then a one-day incremental, against a copy floor.
 
 For each model it prints rows, seconds, rows/s and the ratio to a plain `create table as select`
-of the same rows in the same database (the copy floor: median of three copies), with the WAL each of
-the two wrote. The full
+of the same rows in the same database (the copy floor), with the WAL each of the two wrote. The full
 build runs one model per dbt invocation, in dependency order, each after a CHECKPOINT, and so does
 each copy: every timed write starts from the same WAL state, so whether a checkpoint falls inside it
-depends on its own WAL volume, not on what ran before it (without this, two copies of one table
-differed by up to 70%). Then it vacuums the new tables (autovacuum's first pass, timed apart), appends
-one day to every id, twice, and prints each incremental's seconds as a share of the full build
-(one dbt invocation each, as a scheduled run would do).
+depends on its own WAL volume, not on what ran before it. Even so, single copies of one table ranged
+4.3-5.9 s on this VM (and 5.9 s / 8.8 s for the two anchored EMA tables in one run), so the floor is
+the median of three copies. Then it vacuums the new tables (autovacuum's first pass, timed apart),
+appends one day to every id, twice, and prints each incremental's seconds as a share of the full
+build (one dbt invocation each, as a scheduled run would do).
 
     python benchmarks/bench_build.py                       # 100 ids x 1500 days, every model
     python benchmarks/bench_build.py --ids 50 --days 3000  # doubled history, fewer ids
     python benchmarks/bench_build.py --select tag:bars     # only the bar stage
-    python benchmarks/bench_build.py --threads 2           # models side by side (wall clock, not per model)
+    python benchmarks/bench_build.py --threads 2           # one-day runs with models side by side
 
 Uses BARSMITH_DB_URL when set (a database `barsmith_bench` is created on that server), else an
 embedded server under a temporary directory. Never a timed assertion: it prints figures.
@@ -105,8 +105,7 @@ def wal_mb(conn, since: str) -> float:
 
 def copy_floor(conn, table: str, repeats: int = 3) -> tuple[float, float]:
     """Median seconds (of `repeats` runs) and WAL MB of `create table as select *` of the table, each
-    after a checkpoint. The first copy also sets the hint bits of the freshly built table; on this VM
-    single copies of one table ranged over +-30%, so one copy is too noisy a floor."""
+    after a checkpoint (the first copy also sets the hint bits of the freshly built table)."""
     runs = []
     for _ in range(repeats):
         conn.execute("drop table if exists bench_copy_floor")
@@ -167,8 +166,8 @@ def main() -> None:
     parser.add_argument("--select", default="tag:bars tag:emas")
     parser.add_argument("--database", default="barsmith_bench")
     parser.add_argument("--threads", type=int, default=1,
-                        help="dbt threads (default 1: each model's seconds are its own, not shared with another "
-                             "model running beside it on the same cores)")
+                        help="dbt threads of the one-day runs (the full build runs one model at a time anyway; "
+                             "default 1: each model's seconds are its own, not shared with another model)")
     args = parser.parse_args()
     os.environ["BARSMITH_THREADS"] = str(args.threads)
 
