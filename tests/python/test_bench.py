@@ -2,7 +2,8 @@
 
 Its figures are not asserted (speed is measured by the script, never by a timed test): this only
 keeps the script working as the models change: the dependency order of the one-model-at-a-time
-full build, the copy floors, the vacuum and both one-day runs.
+full build (each model built twice here: the median of --repeat builds, with their spread), the
+copy floors, the vacuum and both one-day runs.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ def test_bench_build_runs_every_step_in_dependency_order(server, database, tmp_p
     env = dict(os.environ, BARSMITH_DB_URL=server.url, DBT_TARGET_PATH=str(tmp_path / "target"))
     done = subprocess.run(
         [sys.executable, "benchmarks/bench_build.py", "--ids", "3", "--days", "60",
-         "--select", "+price_bars_multi_tf_cal_iso", "--database", database.dbname],
+         "--select", "+price_bars_multi_tf_cal_iso", "--database", database.dbname, "--repeat", "2"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -30,8 +31,11 @@ def test_bench_build_runs_every_step_in_dependency_order(server, database, tmp_p
     # each model once, built (and printed) after what it reads
     assert [f[0] for f in full] == models, done.stdout
     for fields in full:
-        rows, seconds, wal, copy_s, copy_wal, ratio = (float(fields[k].replace(",", "")) for k in (1, 2, 4, 5, 6, 7))
+        rows, seconds, wal, copy_s, copy_wal, ratio = (float(fields[k].replace(",", "")) for k in (1, 2, 5, 6, 7, 8))
         assert rows > 0 and seconds > 0 and ratio > 0, fields
+        # the median of two builds is the faster one: the spread starts at it
+        fastest, slowest = (float(v) for v in fields[3].split("-"))
+        assert fastest == seconds <= slowest, fields
         assert min(wal, copy_wal, copy_s) >= 0, fields  # printed rounded: tiny copies show 0.00 s
     # 3 ids x 60 days, a few missing days: the 1D model holds every generated row
     assert 0 < float(full[0][1].replace(",", "")) <= 180
@@ -39,3 +43,23 @@ def test_bench_build_runs_every_step_in_dependency_order(server, database, tmp_p
     one_day = [f for f in (line.split() for line in lines[split:]) if f and f[0] in models]
     assert [f[0] for f in one_day] == models, done.stdout
     assert any(line.startswith("total: full") for line in lines[split:]), done.stdout
+
+
+def test_bench_floor_reports_the_model_and_both_lower_bounds(server, database, tmp_path):
+    env = dict(os.environ, BARSMITH_DB_URL=server.url, DBT_TARGET_PATH=str(tmp_path / "target"))
+    done = subprocess.run(
+        [sys.executable, "benchmarks/bench_floor.py", "--ids", "3", "--days", "60", "--database", database.dbname],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    rows = {f[0]: f for f in (line.split() for line in done.stdout.splitlines()) if f and f[0] in
+            ("model", "minimal", "sorted")}
+    assert sorted(rows) == ["minimal", "model", "sorted"], done.stdout
+    counts = {k: int(v[1].replace(",", "")) for k, v in rows.items()}
+    # both lower bounds emit one row per snapshot row of the model, with 8 columns
+    assert counts["model"] > 0 and counts["minimal"] == counts["sorted"] == counts["model"], done.stdout
+    assert rows["minimal"][2] == rows["sorted"][2] == "8", done.stdout
+    # printed rounded to 0.01 s: the two small queries show 0.00 s on 3 ids x 60 days
+    assert float(rows["model"][3]) > 0 and all(float(v[3]) >= 0 for v in rows.values()), done.stdout
+    assert any(line.startswith("parallel plan for the minimal query's windows: ")
+               for line in done.stdout.splitlines()), done.stdout
