@@ -6,9 +6,9 @@
                   (mandatory lookup, OP-7); tf_days = tf_days_nominal (OP-7).
       cal_anchor: B = bar close of the last canonical row per bar; alpha_d = 1-(1-2/(p+1))^(1/d)
                   with d = tf_days_nominal (OP-6); rows only from the seed on (OP-11). -#}
-{% macro ema_calendar_model(scheme, anchored) %}
+{% macro ema_calendar_inputs(scheme, anchored) %}
     {%- set bars = 'price_bars_multi_tf_cal_' ~ ('anchor_' if anchored else '') ~ scheme | lower -%}
-    with timeframes as (
+    timeframes as (
         {{ ema_calendar_timeframes_sql(scheme, anchored) }}
     ),
 
@@ -62,14 +62,15 @@
         group by sr.id, sr.tf, sr.tf_days
     ),
 
-    {% call ema_walks(dual=true) %}
-        from calls as c
-        inner join spine as s on c.id = s.id
-        left join closes as b on c.id = b.id and c.tf = b.tf
+    {{ ema_walk_calls(with_closes=true) }}
+{% endmacro %}
+
+{% macro ema_calendar_model(scheme, anchored) %}
+    {% call ema_walks(ema_calendar_inputs(scheme, anchored), dual=true) %}
         cross join lateral {{ target.schema }}.ema_walk(
-            'dual', s.days, s.tss, s.xs, b.days, b.closes,
+            'dual', s.days, s.tss, s.xs, c.bar_days, c.bar_closes,
             c.periods, c.periods, c.alphas, c.alphas_d,
-            null, 0, c.states, true
+            null, 0, c.states, {{ ema_walk_emits_state() }}
         ) as w
     {% endcall %}
 
@@ -93,7 +94,7 @@
         d2_roll_bar,
         now() as ingested_at
     from walks
-    where {{ ema_walk_rows(dual=true) }}
+    where ts is not null
 {% endmacro %}
 
 {# Calendar EMA timeframes (OP-17 selectors, as for the bar families). #}
@@ -119,7 +120,9 @@
         model,
         "ema_calendar_timeframes_sql('" ~ scheme ~ "', " ~ anchored ~ ")",
         ['ema_cal_anchor' if anchored else 'ema_cal', 'scheme_' ~ scheme | lower],
+        "ema_calendar_inputs('" ~ scheme ~ "', " ~ anchored ~ ")",
         closes=['anchored' if anchored else 'calendar',
                 'price_bars_multi_tf_cal_' ~ ('anchor_' if anchored else '') ~ scheme | lower],
+        dual=true,
     ) }}
 {% endmacro %}

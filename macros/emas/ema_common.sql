@@ -202,24 +202,113 @@
     end
 {%- endmacro %}
 
-{#- CTE `walks` of an EMA model: the caller's block is the FROM of the walk (aliases c = calls
-    with id, tf, tf_days; s = spine; w = the ema_walk call); the SELECT list is written here:
-    the series key, the walk's ts, period, value columns (the _bar ones when dual) and state,
-    and state_last_ts = ema_walk_state_ts('w', 's'). Each series ends with a final-state row
-    (ts null) holding its resume values for barsmith_ema_resume_state.
-    The model selects its columns from `walks` WHERE ema_walk_rows(dual):
-      full build: the WHERE hands each state row to ema_keep_state, which stores it and drops
-        the row (the CASE fixes the evaluation order: the function only ever sees state rows).
-        The CTE itself stays free of that volatile call, so the planner folds it into the
-        model's select and the millions of walk rows stream straight into the table.
-      incremental run: the few thousand walk rows are kept (CTE) and every state row is stored
-        by one INSERT ... ON CONFLICT (kept_states) instead of a function call each: a one-day
-        run stores about 80k states over the six EMA models, 0.8 s as single-row upserts.
-    Either way the states are written in the statement that builds the rows, in the model's
-    transaction, by the same upsert (ema_resume_state_insert). -#}
-{% macro ema_walks(dual) %}
+{#- What the walks of an EMA model read: `walk_calls` (one row per (id, tf): the series'
+    periods, alphas and resume states, with the bar closes where the family has them) and
+    `spine` (one row per id: the daily arrays), the last two CTEs of the family's inputs.
+      incremental run: the CTEs themselves (a few hundred ids at most).
+      full build: two unlogged work tables in the target schema, written by the pre-hook
+        ema_prepare_walk_tables from the same CTEs and dropped by the post-hook
+        ema_keep_full_build_states. A scan of a CTE cannot run in a parallel worker; a scan of
+        a table can, so the walks (nearly all of a full build's work) are shared by the
+        server's parallel workers: `walk_calls` is written sparse (fillfactor 10) with
+        parallel_workers = 2, so each worker takes a different set of (id, tf) series.
+        Created in the model's transaction, the tables vanish with it when the build fails. -#}
+{% macro ema_walk_relation(kind) -%}
+    {%- if is_incremental() -%}
+        {{ 'walk_calls' if kind == 'calls' else 'spine' }}
+    {%- else -%}
+        {{ api.Relation.create(database=this.database, schema=this.schema,
+                               identifier=this.identifier ~ '__walk_' ~ kind) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Pre-hook of a full build: the work tables of ema_walk_relation, and a parallel plan for the
+    walks (the planner cannot see what a call of ema_walk costs, so the costs it would weigh
+    against the workers' start are set to zero for this transaction; max_parallel_workers_per_gather
+    of the server still decides, 0 builds serially). inputs: the family's CTEs. -#}
+{% macro ema_prepare_walk_tables(inputs) %}
+    {% if not is_incremental() %}
+        drop table if exists {{ ema_walk_relation('calls') }}, {{ ema_walk_relation('spine') }};
+        create unlogged table {{ ema_walk_relation('spine') }} as
+        with {{ inputs }}
+        select * from spine;
+        create unlogged table {{ ema_walk_relation('calls') }} with (fillfactor = 10, parallel_workers = 2) as
+        with {{ inputs }}
+        select * from walk_calls
+        order by id, tf;
+        set local parallel_setup_cost = 0;
+        set local parallel_tuple_cost = 0;
+    {% endif %}
+{% endmacro %}
+
+{#- Post-hook of a full build: the resume values of every series (barsmith_ema_resume_state),
+    probed from the table just built through its unique and canonical indexes (a few index
+    steps per series), then the work tables dropped. These are the values an incremental run's
+    walks store from their final states (kept_states): the last row's ema / d1_roll (and
+    ema_bar / d1_roll_bar), the last canonical row's ema / d1 (and the last roll_bar = false
+    row's ema_bar / d1_bar), for a series whose last row is the spine's last day and has an
+    ema. (A volatile call that stored each state as its walk ended would make the whole
+    statement parallel-unsafe.) -#}
+{% macro ema_keep_full_build_states(dual) %}
+    {% if not is_incremental() %}
+        insert into {{ ema_resume_state_table() }} (
+            model, id, tf, period, last_ts, l_ema, l_d1r, l_ema_bar, l_d1rb, c_ema, c_d1, cb_ema_bar, cb_d1b
+        )
+        select
+            {{ sql_string(this.identifier) }},
+            sp.id,
+            sp.tf,
+            sp.period,
+            l.ts,
+            l.ema,
+            l.d1_roll,
+            {% if dual %}l.ema_bar, l.d1_roll_bar{% else %}null, null{% endif %},
+            c.ema,
+            c.d1,
+            {% if dual %}cb.ema_bar, cb.d1_bar{% else %}null, null{% endif %}
+        from (
+            select
+                w.id,
+                w.tf,
+                p.period,
+                s.last_ts as spine_last_ts
+            from {{ ema_walk_relation('calls') }} as w
+            inner join {{ ema_walk_relation('spine') }} as s on w.id = s.id
+            cross join lateral unnest(w.periods) as p (period)
+        ) as sp
+        inner join lateral (
+            {{ ema_last_target_row('sp', ['ts', 'ema', 'd1_roll'] + (['ema_bar', 'd1_roll_bar'] if dual else []), 'true') }}
+        ) as l on l.ts = sp.spine_last_ts and l.ema is not null
+        left join lateral (
+            {{ ema_last_target_row('sp', ['ema', 'd1'], 'not t.roll') }}
+        ) as c on true
+        {% if dual %}
+            left join lateral (
+                {{ ema_last_target_row('sp', ['ema_bar', 'd1_bar'], 'not t.roll_bar') }}
+            ) as cb on true
+        {% endif %};
+        drop table {{ ema_walk_relation('calls') }}, {{ ema_walk_relation('spine') }};
+    {% endif %}
+{% endmacro %}
+
+{#- The walks of an EMA model: `with` the family's CTEs (inputs; an incremental run only, a
+    full build reads the work tables), then the CTE `walks`, whose FROM is the caller's block
+    after `from <walk_calls> as c inner join <spine> as s on c.id = s.id` (the caller adds the
+    `cross join lateral ema_walk(...) as w`, with ema_walk_emits_state() as its last argument).
+    The SELECT list is written here: the series key, the walk's ts, period and value columns
+    (the _bar ones when dual). The model selects its columns from `walks` where ts is not null.
+    Incremental run: each series ends with a final-state row (ts null) holding its resume values
+    for barsmith_ema_resume_state, and one INSERT ... ON CONFLICT of the same statement stores
+    them all (kept_states). A full build emits no state rows; ema_keep_full_build_states probes
+    the resume values from the built table. -#}
+{% macro ema_walks(inputs, dual) %}
     {%- set columns = ['ema', 'roll', 'd1', 'd2', 'd1_roll', 'd2_roll']
         + (['ema_bar', 'd1_bar', 'd2_bar', 'd1_roll_bar', 'd2_roll_bar'] if dual else []) %}
+    with
+    {% if is_incremental() %}
+        {{ inputs }},
+    {% endif %}
+
     walks as (
         select
             c.id,
@@ -228,10 +317,14 @@
             w.ts,
             w.period,
             {%- for column in columns %}
-                w.{{ column }},
+                w.{{ column }}{% if is_incremental() or not loop.last %},{% endif %}
             {%- endfor %}
-            w.state,
-            {{ ema_walk_state_ts('w', 's') }} as state_last_ts
+            {%- if is_incremental() %}
+                w.state,
+                {{ ema_walk_state_ts('w', 's') }} as state_last_ts
+            {%- endif %}
+        from {{ ema_walk_relation('calls') }} as c
+        inner join {{ ema_walk_relation('spine') }} as s on c.id = s.id
         {{ caller() }}
     )
     {% if is_incremental() %}
@@ -244,6 +337,28 @@
             ) }}
         )
     {% endif %}
+{% endmacro %}
+
+{# The last argument of ema_walk in ema_walks: final-state rows only in incremental runs. #}
+{% macro ema_walk_emits_state() -%}
+    {{ 'true' if is_incremental() else 'false' }}
+{%- endmacro %}
+
+{#- The last CTE of a family's inputs: `calls` (alias c) with the bar closes of its (id, tf)
+    (CTE `closes`, alias b: bar_days, bar_closes) when the family has them. -#}
+{% macro ema_walk_calls(with_closes=true) %}
+    walk_calls as (
+        select
+            c.*
+            {%- if with_closes %},
+                b.days as bar_days,
+                b.closes as bar_closes
+            {%- endif %}
+        from calls as c
+        {% if with_closes %}
+            left join closes as b on c.id = b.id and c.tf = b.tf
+        {% endif %}
+    )
 {% endmacro %}
 
 {# Timeframes of ema_multi_tf and ema_multi_tf_v2 (OP-13): tf_day, digits + D, canonical. #}
@@ -265,8 +380,10 @@
     kept in barsmith_ema_resume_state (dropped for the ids a run rebuilds; probed through the
     unique and canonical indexes when missing), a canonical-uniqueness guard (emas.md §1.5), the
     rows written queued for ema_rejects (macros/emas/ema_rejects.sql), fingerprints only for
-    unfiltered runs. timeframes_call: the SQL of the family's timeframe selector (a macro call). -#}
-{% macro ema_model_config(model, timeframes_call, tags, v2=false, closes=none) %}
+    unfiltered runs, the work tables of a full build's walks (ema_walk_relation).
+    timeframes_call / inputs_call: macro calls giving the family's timeframe selector and its
+    CTEs (macros/emas/ema_inputs.sql); dual: the family has the _bar columns. -#}
+{% macro ema_model_config(model, timeframes_call, tags, inputs_call, v2=false, closes=none, dual=false) %}
     {{ config(
         incremental_strategy='replace_ranges',
         range_column='ts',
@@ -279,7 +396,9 @@
             "{{ ema_forget_resume_state('" ~ model ~ "') }}",
         ] + ([
             "{{ ema_prepare_closes('" ~ model ~ "', '" ~ closes[0] ~ "', '" ~ closes[1] ~ "', " ~ timeframes_call ~ ") }}",
-        ] if closes else []),
+        ] if closes else []) + [
+            "{{ ema_prepare_walk_tables(" ~ inputs_call ~ ") }}",
+        ],
         post_hook=[
             "{% if not ema_run_is_filtered() %}{{ barsmith_record_fingerprints('" ~ model ~ "') }}{% endif %}",
         ] + ([
@@ -289,6 +408,7 @@
             "{{ barsmith_audit() }}",
             "{{ ema_enqueue_full_build() }}",
             "{{ barsmith_analyze_full_build() }}",
+            "{{ ema_keep_full_build_states(" ~ dual ~ ") }}",
         ],
         audit_counts={'canonical': 'not roll'},
         tags=tags,
@@ -302,7 +422,8 @@
             s.id,
             array_agg(s.day order by s.day) as days,
             array_agg(s.ts order by s.day) as tss,
-            array_agg(s.x order by s.day) as xs
+            array_agg(s.x order by s.day) as xs,
+            max(s.ts) as last_ts
             {%- if not with_closes %},
                 min(s.pos) as pos0
             {%- endif %}
@@ -326,17 +447,3 @@
         ),
     {% endif %}
 {% endmacro %}
-
-{# The WHERE of an EMA model's select from `walks`: see ema_walks. #}
-{% macro ema_walk_rows(dual) -%}
-    {%- if is_incremental() -%}
-        ts is not null
-    {%- else -%}
-        case
-            when ts is not null then true
-            else {{ target.schema }}.ema_keep_state(
-                {{ sql_string(this.identifier) }}, id, tf, period, state_last_ts, state, {{ 'true' if dual else 'false' }}
-            )
-        end
-    {%- endif -%}
-{%- endmacro %}

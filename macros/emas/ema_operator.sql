@@ -17,7 +17,6 @@
 --   function {{ s }}.ema_require(v, msg)       v, or raise if v is null (mandatory lookups)
 --   function {{ s }}.ema_pairwise_sum(v, lo, n) NumPy-compatible pairwise sum (seed mean)
 --   function {{ s }}.ema_walk(...)             the seeded EMA operator S(y;n) + family variants
---   function {{ s }}.ema_keep_state(...)       stores a walk's final state as resume values
 -- =============================================================================
 
 -- ---------------------------------------------------------------------------
@@ -444,39 +443,17 @@ begin
 end
 $fn$;
 
--- ---------------------------------------------------------------------------
--- ema_keep_state: stores the resume values of one series from the final state
--- ema_walk emitted for it (p_emit_state), in barsmith_ema_resume_state, and
--- returns false so the caller's WHERE drops the state row.  The values are those
--- ema_series_state would probe from the target: the last row's ema / d1_roll
--- (and ema_bar / d1_roll_bar), the last canonical row's ema / d1 (and the last
--- roll_bar = false row's ema_bar / d1_bar).  A series that emitted nothing
--- (ema null) or whose last day is unknown stores nothing.  Volatile (it writes):
--- the statement that calls it runs in the model's transaction, so a failed
--- build leaves no state behind.
--- ---------------------------------------------------------------------------
-create or replace function {{ s }}.ema_keep_state(
-    p_model text, p_id integer, p_tf text, p_period integer, p_last_ts timestamptz,
-    p_state {{ s }}.ema_state, p_dual boolean
-) returns boolean
-language plpgsql volatile
-as $fn$
-begin
-  if p_last_ts is not null and (p_state).ema is not null then
-    {{ ema_resume_state_insert('p_model', 'p_id', 'p_tf', 'p_period', 'p_last_ts', 'p_state', 'p_dual') }};
-  end if;
-  return false;
-end
-$fn$;
+-- stored each series' state during a full build until 2026-12 (kept a full build serial)
+drop function if exists {{ s }}.ema_keep_state(text, integer, text, integer, timestamptz, {{ s }}.ema_state, boolean);
 
 {% endmacro %}
 
-{#- The upsert of resume values into barsmith_ema_resume_state, shared by ema_keep_state (one
-    series, from its parameters) and the kept_states CTE of ema_walks (every state row of a
-    run): SQL expressions for the model, the series key, its last instant, its final ema_state
-    and whether the family is dual (else the _bar values are null); from_where: the FROM / WHERE
-    the values are selected from (none for the function's parameters). -#}
-{% macro ema_resume_state_insert(model, id, tf, period, last_ts, state, dual, from_where='') %}
+{#- The upsert of resume values into barsmith_ema_resume_state from the final states of an
+    incremental run's walks (the kept_states CTE of ema_walks; a full build probes them from its
+    table instead: ema_keep_full_build_states): SQL expressions for the model, the series key,
+    its last instant, its final ema_state and whether the family is dual (else the _bar values
+    are null); from_where: the FROM / WHERE the values are selected from. -#}
+{% macro ema_resume_state_insert(model, id, tf, period, last_ts, state, dual, from_where) %}
     insert into {{ ema_resume_state_table() }} (
         model, id, tf, period, last_ts, l_ema, l_d1r, l_ema_bar, l_d1rb, c_ema, c_d1, cb_ema_bar, cb_d1b
     )

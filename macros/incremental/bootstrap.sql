@@ -84,7 +84,7 @@
 {%- endmacro %}
 
 {# Resume values of each EMA series (its last row and last canonical rows): see
-   macros/emas/ema_common.sql (ema_series_state, ema_walks) and ema_keep_state. #}
+   macros/emas/ema_common.sql (ema_series_state, ema_walks, ema_keep_full_build_states). #}
 {% macro ema_resume_state_table() -%}
     {{ target.schema }}.barsmith_ema_resume_state
 {%- endmacro %}
