@@ -1,7 +1,9 @@
 """Speed of the barsmith models: full build, then a one-day incremental, against a copy floor.
 
 For each model it prints rows, seconds, rows/s and the ratio to a plain `create table as select`
-of the same rows in the same database (the copy floor), with the WAL each of the two wrote. The full
+of the same rows in the same database (the copy floor), with the WAL each of the two wrote, then
+the seconds of building the model's own indexes on that copy and the ratio to copy + indexes (the
+floor of a table that must carry its unique key: every model builds its indexes after the load). The full
 build runs one model per dbt invocation, in dependency order, each after a CHECKPOINT, and so does
 each copy: every timed write starts from the same WAL state, so whether a checkpoint falls inside it
 depends on its own WAL volume, not on what ran before it. Even so, single copies of one table ranged
@@ -35,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -139,19 +142,38 @@ def wal_mb(conn, since: str) -> float:
     return conn.execute("select (pg_current_wal_lsn() - %s::pg_lsn) / 1048576.0", (since,)).fetchone()[0]
 
 
-def copy_floor(conn, table: str, repeats: int = 3) -> tuple[float, float]:
+def copy_floor(conn, table: str, repeats: int = 3, indexes: bool = True) -> tuple[float, float, float]:
     """Median seconds (of `repeats` runs) and WAL MB of `create table as select *` of the table, each
-    after a checkpoint (the first copy also sets the hint bits of the freshly built table)."""
+    after a checkpoint (the first copy also sets the hint bits of the freshly built table), and the
+    seconds of building the table's own indexes on that copy (the same definitions, one after the
+    other, with the models' maintenance_work_mem): the floor of a table that must carry its keys
+    (0 with indexes=False)."""
+    defs = [] if not indexes else [r[0] for r in conn.execute(
+        "select pg_get_indexdef(indexrelid) from pg_index where indrelid = to_regclass(%s) order by indexrelid",
+        (table,)).fetchall()]
     runs = []
     for _ in range(repeats):
         conn.execute("drop table if exists bench_copy_floor")
         lsn = checkpoint(conn)
         started = time.monotonic()
         conn.execute(sql.SQL("create table bench_copy_floor as select * from {}").format(sql.Identifier(table)))
-        runs.append((time.monotonic() - started, wal_mb(conn, lsn)))
+        copied = time.monotonic() - started
+        wal = wal_mb(conn, lsn)
+        started = time.monotonic()
+        for definition in defs:
+            conn.execute(on_copy(definition))
+        runs.append((copied, wal, time.monotonic() - started))
         conn.execute("drop table bench_copy_floor")
     runs.sort()
     return runs[len(runs) // 2]
+
+
+def on_copy(definition: str) -> str:
+    """An index definition of pg_get_indexdef, unnamed and on bench_copy_floor instead."""
+    rewritten, n = re.subn(r"^(CREATE (?:UNIQUE )?INDEX) \S+ ON \S+ ", r"\1 ON bench_copy_floor ", definition)
+    if n != 1:
+        raise SystemExit(f"unexpected index definition: {definition}")
+    return rewritten
 
 
 def build_order(connection, select: str) -> list[str]:
@@ -184,7 +206,7 @@ def build_order(connection, select: str) -> list[str]:
 
 
 SETTINGS = ("shared_buffers", "max_wal_size", "wal_compression", "fsync", "synchronous_commit",
-            "max_parallel_maintenance_workers", "work_mem")
+            "max_parallel_workers_per_gather", "max_parallel_maintenance_workers", "work_mem")
 
 
 def server_settings(conn) -> str:
@@ -224,23 +246,28 @@ def main() -> None:
             n_source = conn.execute("select count(*) from price_histories").fetchone()[0]
             print(f"source: {args.ids} ids x {args.days} days = {n_source:,} rows ({time.monotonic() - t0:.1f} s)")
             print(server_settings(conn))
+            # the index builds on the copies get the memory the models' own builds get
+            memory = re.search(r"^\s*build_maintenance_work_mem:\s*(\S+)", (ROOT / "dbt_project.yml").read_text(), re.M)
+            conn.execute(sql.SQL("set maintenance_work_mem = {}").format(sql.Literal(memory.group(1))))
             dbt(connection, ["seed"], "dim_timeframe ema_periods")
 
             spread_head = f" {'spread s':>13}" if args.repeat > 1 else ""
             print(f"\n{'model':42} {'rows':>12} {'seconds':>9}{spread_head} {'rows/s':>11} {'WAL MB':>8} "
-                  f"{'copy s':>8} {'copy WAL':>8} {'ratio':>6}")
+                  f"{'copy s':>8} {'copy WAL':>8} {'ratio':>6} {'+index s':>8} {'ratio':>6}")
             full, written, full_total = {}, {}, 0.0
             for name in build_order(connection, args.select):
                 node, rows, wal, runs = full_build(connection, conn, name, args.repeat)
                 if node is None or rows is None:
                     continue
                 full[name], written[name] = node, rows
-                floor, floor_wal = copy_floor(conn, name)
+                floor, floor_wal, index_s = copy_floor(conn, name)
                 full_total += node.seconds
                 rate = rows / node.seconds if node.seconds else 0
                 spread = f" {min(runs):>6.2f}-{max(runs):<6.2f}" if args.repeat > 1 else ""
                 print(f"{name:42} {rows:>12,} {node.seconds:>9.2f}{spread} {rate:>11,.0f} {wal:>8,.0f} "
-                      f"{floor:>8.2f} {floor_wal:>8,.0f} {node.seconds / floor if floor else 0:>6.2f}", flush=True)
+                      f"{floor:>8.2f} {floor_wal:>8,.0f} {node.seconds / floor if floor else 0:>6.2f} "
+                      f"{index_s:>8.2f} {node.seconds / (floor + index_s) if floor + index_s else 0:>6.2f}",
+                      flush=True)
 
             # Autovacuum's first pass over the new tables (hint bits, visibility map) would otherwise
             # run during the incrementals below and be timed with them: do it now, and report it.

@@ -135,7 +135,7 @@ def main() -> None:
                 rows = conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(table))).fetchone()[0]
                 columns = conn.execute("select count(*) from information_schema.columns where table_name = %s",
                                        (table,)).fetchone()[0]
-                floor, _ = bench.copy_floor(conn, table)
+                floor, _, _ = bench.copy_floor(conn, table, indexes=False)
                 print(f"{label:10} {rows:>12,} {columns:>8} {seconds:>9.2f} {floor:>8.2f} "
                       f"{seconds / floor if floor else 0:>6.2f}", flush=True)
             print(f"\nparallel plan for the minimal query's windows: {'yes' if parallel_windows(conn) else 'no'}")

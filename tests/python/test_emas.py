@@ -129,6 +129,8 @@ def test_incremental_resume_equals_full_refresh(project, golden_dir, table, tmp_
     # a full refresh replaces the tables with every index they had (the run-once indexes included)
     assert index_definitions(project) == indexes
     assert any(t == table and "WHERE (NOT roll)" in d for t, d in indexes), "the canonical index exists"
+    # the full build's post-hook drops its work tables (<model>__walk_calls, __walk_spine)
+    assert project.query("select relname from pg_class where relname like %s", [table + "\\_\\_walk\\_%"]) == []
 
 
 @pytest.mark.parametrize("table, op_columns", [
