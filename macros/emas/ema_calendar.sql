@@ -48,21 +48,10 @@
 
     {{ ema_walk_arrays() }}
 
-    calls as (
-        select
-            sr.id,
-            sr.tf,
-            sr.tf_days,
-            array_agg(sr.period order by sr.period) as periods,
-            array_agg({{ target.schema }}.ema_alpha_bar(sr.period) order by sr.period) as alphas,
-            array_agg(sr.alpha_d order by sr.period) as alphas_d,
-            array_agg(st.st order by sr.period) as states
-        from series as sr
-        inner join series_state as st on sr.id = st.id and sr.tf = st.tf and sr.period = st.period
-        group by sr.id, sr.tf, sr.tf_days
-    ),
-
-    {{ ema_walk_calls(with_closes=true) }}
+    {{ ema_walk_calls([
+        ['alphas', target.schema ~ '.ema_alpha_bar(sr.period)'],
+        ['alphas_d', 'sr.alpha_d'],
+    ], with_closes=true) }}
 {% endmacro %}
 
 {% macro ema_calendar_model(scheme, anchored) %}

@@ -344,9 +344,27 @@
     {{ 'true' if is_incremental() else 'false' }}
 {%- endmacro %}
 
-{#- The last CTE of a family's inputs: `calls` (alias c) with the bar closes of its (id, tf)
-    (CTE `closes`, alias b: bar_days, bar_closes) when the family has them. -#}
-{% macro ema_walk_calls(with_closes=true) %}
+{#- The last two CTEs of a family's inputs: `calls`, one row per (id, tf) of `series` (alias
+    sr) with its periods, resume states (series_state) and the family's per-period arrays
+    (arrays: [name, expression over sr] pairs, each aggregated in period order), then
+    `walk_calls`: the calls with the bar closes of their (id, tf) (CTE `closes`: bar_days,
+    bar_closes) when the family has them. -#}
+{% macro ema_walk_calls(arrays, with_closes=true) %}
+    calls as (
+        select
+            sr.id,
+            sr.tf,
+            sr.tf_days,
+            array_agg(sr.period order by sr.period) as periods,
+            {%- for name, expression in arrays %}
+                array_agg({{ expression }} order by sr.period) as {{ name }},
+            {%- endfor %}
+            array_agg(st.st order by sr.period) as states
+        from series as sr
+        inner join series_state as st on sr.id = st.id and sr.tf = st.tf and sr.period = st.period
+        group by sr.id, sr.tf, sr.tf_days
+    ),
+
     walk_calls as (
         select
             c.*

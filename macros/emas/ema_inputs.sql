@@ -1,6 +1,7 @@
 {#- The CTEs an EMA family's walks read (ema_walks: an incremental run inlines them, a full
     build writes them to work tables first, ema_prepare_walk_tables). Each macro ends with
-    `spine` (daily arrays per id, ema_walk_arrays) and `walk_calls` (one row per (id, tf)). -#}
+    `spine` (daily arrays per id, ema_walk_arrays) and `calls` / `walk_calls` (one row per
+    (id, tf), ema_walk_calls). -#}
 
 {#- ema_multi_tf: series of the rolling timeframes with `period` closes; bar closes from
     price_bars_multi_tf (1D: the validated daily bars), alpha 2/(p+1). -#}
@@ -35,20 +36,7 @@
 
     {{ ema_walk_arrays() }}
 
-    calls as (
-        select
-            sr.id,
-            sr.tf,
-            sr.tf_days,
-            array_agg(sr.period order by sr.period) as periods,
-            array_agg({{ target.schema }}.ema_alpha_bar(sr.period) order by sr.period) as alphas,
-            array_agg(st.st order by sr.period) as states
-        from series as sr
-        inner join series_state as st on sr.id = st.id and sr.tf = st.tf and sr.period = st.period
-        group by sr.id, sr.tf, sr.tf_days
-    ),
-
-    {{ ema_walk_calls(with_closes=true) }}
+    {{ ema_walk_calls([['alphas', target.schema ~ '.ema_alpha_bar(sr.period)']], with_closes=true) }}
 {% endmacro %}
 
 {#- ema_multi_tf_v2: series whose seed can be formed on the daily spine (OP-3, OP-19), the
@@ -90,19 +78,8 @@
 
     {{ ema_walk_arrays(with_closes=false) }}
 
-    calls as (
-        select
-            sr.id,
-            sr.tf,
-            sr.tf_days,
-            array_agg(sr.period order by sr.period) as periods,
-            array_agg(sr.tf_days * sr.period order by sr.period) as windows,
-            array_agg({{ target.schema }}.ema_alpha_horizon(sr.tf_days, sr.period) order by sr.period) as alphas,
-            array_agg(st.st order by sr.period) as states
-        from series as sr
-        inner join series_state as st on sr.id = st.id and sr.tf = st.tf and sr.period = st.period
-        group by sr.id, sr.tf, sr.tf_days
-    ),
-
-    {{ ema_walk_calls(with_closes=false) }}
+    {{ ema_walk_calls([
+        ['windows', 'sr.tf_days * sr.period'],
+        ['alphas', target.schema ~ '.ema_alpha_horizon(sr.tf_days, sr.period)'],
+    ], with_closes=false) }}
 {% endmacro %}
