@@ -142,6 +142,16 @@ def wal_mb(conn, since: str) -> float:
     return conn.execute("select (pg_current_wal_lsn() - %s::pg_lsn) / 1048576.0", (since,)).fetchone()[0]
 
 
+def load_source(conn, ids: int, days: int, start: str) -> None:
+    """The generated price history (ids x days from start, a few days missing), analyzed; prints its size."""
+    ensure_table(conn, "public", "price_histories")
+    started = time.monotonic()
+    conn.execute(GENERATE, {"ids": ids, "days": days, "start": start, "load_ts": "2025-01-01"})
+    conn.execute("analyze price_histories")
+    n_source = conn.execute("select count(*) from price_histories").fetchone()[0]
+    print(f"source: {ids} ids x {days} days = {n_source:,} rows ({time.monotonic() - started:.1f} s)")
+
+
 def copy_floor(conn, table: str, repeats: int = 3, indexes: bool = True) -> tuple[float, float, float]:
     """Median seconds (of `repeats` runs) and WAL MB of `create table as select *` of the table, each
     after a checkpoint (the first copy also sets the hint bits of the freshly built table), and the
@@ -239,12 +249,7 @@ def main() -> None:
         connection = fresh_database(server, args.database)
         start = "2020-01-01"
         with connection.connect(autocommit=True) as conn:
-            ensure_table(conn, "public", "price_histories")
-            t0 = time.monotonic()
-            conn.execute(GENERATE, {"ids": args.ids, "days": args.days, "start": start, "load_ts": "2025-01-01"})
-            conn.execute("analyze price_histories")
-            n_source = conn.execute("select count(*) from price_histories").fetchone()[0]
-            print(f"source: {args.ids} ids x {args.days} days = {n_source:,} rows ({time.monotonic() - t0:.1f} s)")
+            load_source(conn, args.ids, args.days, start)
             print(server_settings(conn))
             # the index builds on the copies get the memory the models' own builds get
             memory = re.search(r"^\s*build_maintenance_work_mem:\s*(\S+)", (ROOT / "dbt_project.yml").read_text(), re.M)

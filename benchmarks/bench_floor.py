@@ -114,11 +114,7 @@ def main() -> None:
         server, handle = bench.server_connection(Path(tmp))
         connection = bench.fresh_database(server, args.database)
         with connection.connect(autocommit=True) as conn:
-            bench.ensure_table(conn, "public", "price_histories")
-            conn.execute(bench.GENERATE, {"ids": args.ids, "days": args.days, "start": "2020-01-01",
-                                          "load_ts": "2025-01-01"})
-            conn.execute("analyze price_histories")
-            print(f"source: {args.ids} ids x {args.days} days")
+            bench.load_source(conn, args.ids, args.days, "2020-01-01")
             print(bench.server_settings(conn))
             bench.dbt(connection, ["seed"], "dim_timeframe")
             nodes = bench.dbt(connection, ["run"], f"+{MODEL}")
