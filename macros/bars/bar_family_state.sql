@@ -9,7 +9,7 @@
             min_ts as daily_min_seen,
             max_ts as daily_max_seen,
             recorded_at as updated_at
-        from {{ fingerprint_table() }}
+        from {{ source('barsmith', 'barsmith_input_fingerprints') }}
         where model = {{ sql_string(family_model) }}
     )
 

@@ -17,20 +17,14 @@
     the raw input (bars_daily_source = 'raw') the §4.6 rules can fire, so bars are recomputed
     from their first row and only rows from from_ts on are emitted. -#}
 {% macro bar_snapshot(family, scheme=none) %}
+    {{ bar_family_config(family, scheme) }}
     {%- set prep = ref('int_bars_daily_prep') -%}
     {%- set range_col = 'k' if family == 'rolling' else 'ld' -%}
     {%- set anchored = family == 'anchored' -%}
     {%- set raw = var('bars_daily_source', 'bars_1d') == 'raw' -%}
     {%- set carry = is_incremental() and not raw -%}
     with timeframes as (
-        select
-            tf,
-            base_unit as u,
-            tf_qty as n
-        from {{ ref('dim_timeframe') }}
-        where
-            {{ bar_family_selector(family, scheme) }}
-            and {{ timeframe_filter('tf') }}
+        {{ barsmith_timeframes(columns='tf, base_unit as u, tf_qty as n') }}
     ),
 
     {% if is_incremental() %}
@@ -41,7 +35,7 @@
                 l.k as n_rows,
                 f.ld as first_ld,
                 l.ld as last_ld
-            from (select distinct r.id from {{ ranges_relation() }} as r) as i
+            from (select distinct r.id from {{ barsmith_ranges() }} as r) as i
             cross join lateral (
                 select
                     p.k,
@@ -64,7 +58,7 @@
                 r.from_ts,
                 coalesce(p.k, i.n_rows + 1) as k0,
                 coalesce(p.ld, 'infinity'::date) as ld0
-            from (select distinct id, from_ts from {{ ranges_relation() }}) as r
+            from (select distinct id, from_ts from {{ barsmith_ranges() }}) as r
             inner join ids as i on r.id = i.id
             left join lateral (
                 select
@@ -90,7 +84,7 @@
                 x.k0,
                 x.ld0,
                 {{ local_day('r.from_ts') }} as ld_from
-            from {{ ranges_relation() }} as r
+            from {{ barsmith_ranges() }} as r
             inner join timeframes as t on r.part = t.tf
             inner join ids as i on r.id = i.id
             inner join restarts as x on r.id = x.id and r.from_ts = x.from_ts
@@ -364,53 +358,29 @@
     from sanity_low
 {% endmacro %}
 
-{# Timeframe selectors of bars.md OP-17 (results equal the as-coded selection on the seed). #}
-{% macro bar_family_selector(family, scheme=none) -%}
-    {%- if family == 'rolling' -%}
-        alignment_type = 'tf_day' and tf ~ '^[0-9]+D$' and tf_qty >= 2 and is_canonical and not is_intraday
-    {%- elif family == 'calendar' -%}
-        alignment_type = 'calendar' and not calendar_anchor
-        and (tf ~ '^[0-9]+W_CAL_{{ scheme }}$' or tf ~ '^[0-9]+[MY]_CAL$')
-    {%- else -%}
-        alignment_type = 'calendar' and calendar_anchor
-        and (tf ~ '^[0-9]+W_CAL_ANCHOR_{{ scheme }}$' or tf ~ '^[0-9]+[MY]_CAL_ANCHOR$')
-    {%- endif -%}
-{%- endmacro %}
-
-{# Range parts of a family: one per timeframe, signed with everything its rows depend on. #}
-{% macro bar_family_parts(family, scheme=none) -%}
-    select
-        tf as part,
-        md5({{ sql_string(var('bars_tz', 'America/New_York') ~ '|' ~ var('bars_daily_source', 'bars_1d')) }}
-            || '|' || base_unit || '|' || tf_qty || '|' || tf_days_nominal) as signature
-    from {{ ref('dim_timeframe') }}
-    where {{ bar_family_selector(family, scheme) }} and {{ timeframe_filter('tf') }}
-{%- endmacro %}
-
-{#- Config of a family model. Besides the unique (id, tf, time_close) key, a small partial index
-    <model>_closes holds the bar closes the EMA families read (emas.md §2.1, §4, §5), so they
-    do not walk every snapshot row of a pair to find its few closes. -#}
-{% macro bar_family_config(model, family, scheme=none) %}
-    {%- set scheme_arg = "'" ~ scheme ~ "'" if scheme else 'none' -%}
-    {{ config(
-        incremental_strategy='replace_ranges',
+{#- Config of a family model (barsmith_incremental, docs/architecture.md): input = the daily
+    preparation, one range part per timeframe of the family, the unique (id, tf, time_close) key and
+    a small partial index <model>_closes holding the bar closes the EMA families read (emas.md §2.1,
+    §4, §5), so they do not walk every snapshot row of a pair to find its few closes. -#}
+{% macro bar_family_config(family, scheme=none) %}
+    {{ barsmith_config(
+        input={'model': 'int_bars_daily_prep', 'ts': 'ts', 'changed_at': 'changed_at'},
+        parts='timeframe',
+        timeframes={'family': family, 'scheme': scheme},
+        signature_vars=['bars_tz', 'bars_daily_source'],
         range_column='time_close',
-        range_part_match='t.tf = r.part',
-        range_part_columns=['tf'],
         unique_key=['id', 'tf', 'time_close'],
-        indexes=[{'columns': ['id', 'tf', 'time_close'], 'unique': true}],
-        pre_hook="{{ barsmith_prepare_ranges('" ~ model ~ "', bars_daily_input(), bar_family_parts('" ~ family ~ "', " ~ scheme_arg ~ ")) }}",
-        post_hook=[
-            "{{ barsmith_record_fingerprints('" ~ model ~ "') }}",
-            "{{ barsmith_create_index_once('" ~ model ~ "_closes', '(id, tf, time_close) include (close) where not is_partial_end') }}",
-            "{{ barsmith_audit() }}",
-            "{{ barsmith_analyze_full_build() }}",
+        table_indexes=[
+            {'name': 'key', 'columns': ['id', 'tf', 'time_close'], 'unique': true},
+            {'name': 'closes', 'columns': ['id', 'tf', 'time_close'], 'include': ['close'], 'where': 'not is_partial_end'},
         ],
+        change_grain=['id', 'tf'],
         audit_counts={
             'missing_days': 'is_missing_days',
             'partial_end': 'is_partial_end',
             'partial_start': 'is_partial_start',
         },
-        tags=['bars_' ~ model.replace('price_bars_multi_tf', 'multi_tf').replace('multi_tf_', '')],
+        tags=['bars_' ~ {'rolling': 'multi_tf', 'calendar': 'cal', 'anchored': 'cal_anchor'}[family]
+              ~ ('_' ~ scheme | lower if scheme else '')],
     ) }}
 {% endmacro %}

@@ -35,18 +35,13 @@
     {%- endif -%}
 {%- endmacro %}
 
-{# (id, ts, changed_at) of the daily input, for range detection. #}
-{% macro bars_daily_input() -%}
-    select
-        id,
-        ts,
-        changed_at
-    from ({{ bars_daily_source_sql() }}) as daily
-{%- endmacro %}
-
-{# Signature of everything the daily preparation depends on besides the rows. #}
-{% macro bars_daily_parts() -%}
-    select
-        ''::text as part,
-        md5({{ sql_string(var('bars_tz', 'America/New_York') ~ '|' ~ var('bars_daily_source', 'bars_1d')) }}) as signature
+{#- The input of int_bars_daily_prep for barsmith_incremental (same rows as bars_daily_source_sql):
+    the validated 1D bars, or the raw source rows with an open and a close. -#}
+{% macro bars_daily_input_spec() -%}
+    {%- if var('bars_daily_source', 'bars_1d') == 'raw' -%}
+        {{ return({'model': 'stg_price_histories', 'ts': 'timestamp', 'changed_at': 'load_ts',
+                   'where': 'open is not null and close is not null'}) }}
+    {%- else -%}
+        {{ return({'model': 'price_bars_1d', 'ts': 'timestamp', 'changed_at': 'src_load_ts'}) }}
+    {%- endif -%}
 {%- endmacro %}

@@ -10,7 +10,7 @@
         with source_rows as (
             select s.*
             from {{ ref('stg_price_histories') }} as s
-            inner join {{ ranges_relation() }} as r
+            inner join {{ barsmith_ranges() }} as r
                 on s.id = r.id and s."timestamp" >= r.from_ts
             where {{ asset_filter('s.id') }}
         ),
@@ -19,7 +19,7 @@
             select
                 r.id,
                 count(s.id) as n
-            from {{ ranges_relation() }} as r
+            from {{ barsmith_ranges() }} as r
             left join {{ ref('stg_price_histories') }} as s
                 on r.id = s.id and s."timestamp" < r.from_ts
             group by r.id

@@ -9,7 +9,7 @@
 {% macro ema_calendar_inputs(scheme, anchored) %}
     {%- set bars = 'price_bars_multi_tf_cal_' ~ ('anchor_' if anchored else '') ~ scheme | lower -%}
     timeframes as (
-        {{ ema_calendar_timeframes_sql(scheme, anchored) }}
+        {{ ema_timeframes() }}
     ),
 
     spine_rows as (
@@ -55,11 +55,19 @@
 {% endmacro %}
 
 {% macro ema_calendar_model(scheme, anchored) %}
+    {%- set bars = 'price_bars_multi_tf_cal_' ~ ('anchor_' if anchored else '') ~ scheme | lower -%}
+    {{ ema_config(
+        timeframes={'family': 'anchored' if anchored else 'calendar', 'scheme': scheme},
+        walk='dual',
+        bars=bars,
+        closes='anchored' if anchored else 'calendar',
+        tags=['ema_cal_anchor' if anchored else 'ema_cal', 'scheme_' ~ scheme | lower],
+    ) }}
     {% call ema_walks(ema_calendar_inputs(scheme, anchored), dual=true) %}
         cross join lateral {{ target.schema }}.ema_walk(
             'dual', s.days, s.tss, s.xs, c.bar_days, c.bar_closes,
             c.periods, c.periods, c.alphas, c.alphas_d,
-            null, 0, c.states, {{ ema_walk_emits_state() }}
+            null, 0, c.states
         ) as w
     {% endcall %}
 
@@ -83,35 +91,4 @@
         d2_roll_bar,
         now() as ingested_at
     from walks
-    where ts is not null
-{% endmacro %}
-
-{# Calendar EMA timeframes (OP-17 selectors, as for the bar families). #}
-{% macro ema_calendar_timeframes_sql(scheme, anchored) -%}
-    select
-        tf,
-        tf_days_nominal as tf_days
-    from {{ ref('dim_timeframe') }}
-    where
-        alignment_type = 'calendar'
-        {% if anchored %}
-            and calendar_anchor
-            and (tf ~ '^[0-9]+W_CAL_ANCHOR_{{ scheme }}$' or tf ~ '^[0-9]+[MY]_CAL_ANCHOR$')
-        {% else %}
-            and not calendar_anchor
-            and (tf ~ '^[0-9]+W_CAL_{{ scheme }}$' or tf ~ '^[0-9]+[MY]_CAL$')
-        {% endif %}
-        and {{ timeframe_filter('tf') }}
-{%- endmacro %}
-
-{% macro ema_calendar_config(model, scheme, anchored) %}
-    {{ ema_model_config(
-        model,
-        "ema_calendar_timeframes_sql('" ~ scheme ~ "', " ~ anchored ~ ")",
-        ['ema_cal_anchor' if anchored else 'ema_cal', 'scheme_' ~ scheme | lower],
-        "ema_calendar_inputs('" ~ scheme ~ "', " ~ anchored ~ ")",
-        closes=['anchored' if anchored else 'calendar',
-                'price_bars_multi_tf_cal_' ~ ('anchor_' if anchored else '') ~ scheme | lower],
-        dual=true,
-    ) }}
 {% endmacro %}

@@ -4,17 +4,17 @@
     every close on every run would read the whole bar history, so the count is kept per
     (model, id, tf) in barsmith_ema_close_counts with the UTC day through which bar rows were
     read (a bar row's canonical flag never changes once written, so later runs only read newer rows):
-      pre-hook  ema_prepare_closes(): pg_temp.<model>__closes(id, tf, n_closes, counted_through) for
+      hook prepare  ema_prepare_closes(): pg_temp.<model>__closes(id, tf, n_closes, counted_through) for
                 the ids of the run: an id in 'append' mode adds the closes after its stored
                 counted_through day to its stored count; any other id (rebuild, no stored count) is
                 counted from ema_start_date;
       the model reads its series from that table and only the closes after each id's resume day;
-      post-hook ema_record_closes(): stores the new counts of those ids.
+      hook written  ema_record_closes(): stores the new counts of those ids.
     Bars change only with the validated 1D bars, which decide the mode: a corrected or
     backfilled id is 'rebuild' and recounted whole. -#}
 
 {% macro ema_closes_relation() -%}
-    pg_temp.{{ this.identifier }}__closes
+    pg_temp.{{ adapter.quote(this.identifier ~ '__closes') }}
 {%- endmacro %}
 
 {% macro ema_start_ts() -%}
@@ -111,19 +111,20 @@
     ) as c
 {% endmacro %}
 
-{# Pre-hook (after barsmith_prepare_ranges). #}
-{% macro ema_prepare_closes(model, kind, bars, timeframes_sql) %}
+{# Part of the `prepare` hook (after the ranges). #}
+{% macro ema_prepare_closes(kind, bars) %}
+    {%- set model = this.identifier -%}
     drop table if exists {{ ema_closes_relation() }};
-    create temp table {{ this.identifier }}__closes as
+    create temp table {{ adapter.quote(this.identifier ~ '__closes') }} on commit drop as
     with timeframes as (
-        {{ timeframes_sql }}
+        {{ ema_timeframes() }}
     ),
 
     ids as (
         select
             id,
             bool_and(mode = 'append') as appending
-        from {{ ranges_relation() }}
+        from {{ barsmith_ranges() }}
         group by id
     ),
 
@@ -135,7 +136,7 @@
             k.counted_through as after_day
         from ids as i
         cross join timeframes as t
-        left join {{ ema_close_counts_table() }} as k
+        left join {{ source('barsmith', 'barsmith_ema_close_counts') }} as k
             on
                 k.model = {{ sql_string(model) }} and i.id = k.id and t.tf = k.tf
                 and i.appending and {{ 'true' if is_incremental() else 'false' }}
@@ -169,13 +170,14 @@
     analyze {{ ema_closes_relation() }};
 {% endmacro %}
 
-{# Post-hook: the counts of the ids of this run replace their stored ones. #}
-{% macro ema_record_closes(model) %}
-    delete from {{ ema_close_counts_table() }} as k
-    using (select distinct r.id from {{ ranges_relation() }} as r) as i
+{# Part of the `written` hook: the counts of the ids of this run replace their stored ones. #}
+{% macro ema_record_closes() %}
+    {%- set model = this.identifier -%}
+    delete from {{ source('barsmith', 'barsmith_ema_close_counts') }} as k
+    using (select distinct r.id from {{ barsmith_ranges() }} as r) as i
     where k.model = {{ sql_string(model) }} and k.id = i.id;
 
-    insert into {{ ema_close_counts_table() }} (model, id, tf, n_closes, counted_through)
+    insert into {{ source('barsmith', 'barsmith_ema_close_counts') }} (model, id, tf, n_closes, counted_through)
     select
         {{ sql_string(model) }},
         id,

@@ -7,7 +7,7 @@
     price_bars_multi_tf (1D: the validated daily bars), alpha 2/(p+1). -#}
 {% macro ema_multi_tf_inputs() %}
     timeframes as (
-        {{ ema_tf_day_timeframes_sql() }}
+        {{ ema_timeframes() }}
     ),
 
     spine_rows as (
@@ -43,7 +43,7 @@
     horizon alpha 2/(d*p+1), the window d*p, and each id's first spine position. -#}
 {% macro ema_v2_inputs() %}
     timeframes as (
-        {{ ema_v2_timeframes_sql() }}
+        {{ ema_timeframes() }}
     ),
 
     spine_rows as (

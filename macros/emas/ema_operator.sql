@@ -141,8 +141,7 @@ $$;
 -- p_state[j].last_day: spine days and closes on or before that day are skipped
 -- and every value comes from the same operations as in a full walk, so the
 -- output is bit-identical to a full computation.  A null state starts from
--- scratch.  p_emit_state adds one row per period with ts = null and the final
--- state in column `state`.
+-- scratch.
 --
 -- Inputs must be ascending and unique by day.  A period that cannot seed emits
 -- nothing (OP-19); callers should drop such periods up front to save the walk.
@@ -160,8 +159,7 @@ create or replace function {{ s }}.ema_walk(
     p_alpha_d    float8[],                   -- preview / daily alpha
     p_roll_every integer     default null,   -- 'daily' only
     p_pos0       integer     default 0,      -- 'daily' only
-    p_state      {{ s }}.ema_state[] default null,   -- per-period resume state (nullable)
-    p_emit_state boolean     default false
+    p_state      {{ s }}.ema_state[] default null    -- per-period resume state (nullable)
 ) returns table (
     period      integer,
     ts          timestamptz,
@@ -175,8 +173,7 @@ create or replace function {{ s }}.ema_walk(
     d1_roll_bar float8,
     d2_roll_bar float8,
     d1_bar      float8,
-    d2_bar      float8,
-    state       {{ s }}.ema_state
+    d2_bar      float8
 )
 language plpgsql immutable parallel safe
 rows 2000
@@ -226,7 +223,7 @@ begin
     end if;
     run_len := cardinality(run_pref);
     roll := true; d1 := null; d2 := null; d2_roll := null; d1_bar := null; d2_bar := null;
-    d2_roll_bar := null; state := null;
+    d2_roll_bar := null;
 
     ------------- skip what the state covers (binary search; inputs ascending)
     lo := 1; hi := nd + 1;
@@ -423,63 +420,23 @@ begin
       end if;
     end if;
 
-    ------------------------------------------------- final state of series j
-    if p_emit_state then
-      if last_day is not null then skip_day := last_day; end if;
-      if e is null then                                  -- still seeding: keep the run
-        run_pref := run_pref || case when v_mode = 2 then p_x[run_from:nd] else p_bar_close[run_from:k - 1] end;
-      else
-        run_pref := null;
-      end if;
-      state := row(case when skip_day = '-infinity'::date then null else skip_day end,
-                   run_pref, e, e_star, ema, ema_bar, d1_roll, d1_roll_bar,
-                   c_ema, c_d1, c_emab, c_d1b)::{{ s }}.ema_state;
-      ts := null; roll := null; ema := null; d1_roll := null; d2_roll := null; d1 := null; d2 := null;
-      ema_bar := null; d1_roll_bar := null; d2_roll_bar := null; d1_bar := null; d2_bar := null;
-      return next;
-      state := null;
-    end if;
   end loop;
 end
 $fn$;
 
--- stored each series' state during a full build until 2026-12 (kept a full build serial)
+-- earlier signatures (until 2026-12: a final-state row per series, a per-row state keeper)
 drop function if exists {{ s }}.ema_keep_state(text, integer, text, integer, timestamptz, {{ s }}.ema_state, boolean);
+drop function if exists {{ s }}.ema_walk(text, date[], timestamptz[], float8[], date[], float8[], integer[], integer[],
+    float8[], float8[], integer, integer, {{ s }}.ema_state[], boolean);
+
+-- EMA extension bookkeeping (macros/emas/ema_closes.sql; a dbt source, models/bookkeeping)
+create table if not exists {{ s }}.barsmith_ema_close_counts (
+    model text not null,
+    id integer not null,
+    tf text not null,
+    n_closes bigint not null,
+    counted_through date not null,
+    primary key (model, id, tf)
+);
 
 {% endmacro %}
-
-{#- The upsert of resume values into barsmith_ema_resume_state from the final states of an
-    incremental run's walks (the kept_states CTE of ema_walks; a full build probes them from its
-    table instead: ema_keep_full_build_states): SQL expressions for the model, the series key,
-    its last instant, its final ema_state and whether the family is dual (else the _bar values
-    are null); from_where: the FROM / WHERE the values are selected from. -#}
-{% macro ema_resume_state_insert(model, id, tf, period, last_ts, state, dual, from_where) %}
-    insert into {{ ema_resume_state_table() }} (
-        model, id, tf, period, last_ts, l_ema, l_d1r, l_ema_bar, l_d1rb, c_ema, c_d1, cb_ema_bar, cb_d1b
-    )
-    select
-        {{ model }},
-        {{ id }},
-        {{ tf }},
-        {{ period }},
-        {{ last_ts }},
-        ({{ state }}).ema,
-        ({{ state }}).d1_roll,
-        case when {{ dual }} then ({{ state }}).ema_bar end,
-        case when {{ dual }} then ({{ state }}).d1_roll_bar end,
-        ({{ state }}).c_ema,
-        ({{ state }}).c_d1,
-        case when {{ dual }} then ({{ state }}).c_ema_bar end,
-        case when {{ dual }} then ({{ state }}).c_d1_bar end
-    {{ from_where }}
-    on conflict (model, id, tf, period) do update set
-        last_ts = excluded.last_ts,
-        l_ema = excluded.l_ema,
-        l_d1r = excluded.l_d1r,
-        l_ema_bar = excluded.l_ema_bar,
-        l_d1rb = excluded.l_d1rb,
-        c_ema = excluded.c_ema,
-        c_d1 = excluded.c_d1,
-        cb_ema_bar = excluded.cb_ema_bar,
-        cb_d1b = excluded.cb_d1b
-{%- endmacro %}

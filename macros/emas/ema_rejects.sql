@@ -1,137 +1,113 @@
-{#- Output validation of emas.md §7.1 (OP-14): which EMA rows ema_rejects checks (the checks,
-    first failing one wins, are in models/emas/ema_rejects.sql: nan, infinity, negative,
-    out_of_price_bounds).
+{#- Output validation of emas.md §7.1 (OP-14, amended 2026-12-06): point-in-time verdicts.
 
-    The EMA models queue what they wrote in barsmith_ema_validation_queue, in their own
-    transaction, so nothing written is ever left unchecked, even when ema_rejects runs in a
-    later invocation:
-      (model, id, tf, period, ts, ema)   a row an incremental run wrote, with its value
-                                          (strategy replace_ranges, ema_enqueue_written);
-      (model, id, null, null, ts)         an incremental run deleted the id's rows from ts on (an
-                                          id rebuilt or gone): verdicts of rows that no longer
-                                          exist are dropped;
-      (model, null, ...)                  a full build: the whole table (ema_enqueue_full_build).
-    ema_rejects takes the queue over in its pre-hook (delete ... returning: an entry is consumed
-    exactly when the run that checks it commits) and checks the queued values themselves, the
-    newest per row, so an incremental run reads no EMA table. Every existing row of a queued
-    series was written by a queued run, and its newest queued value is its value; a violation is
-    reported only after an index probe confirms that the row still holds that value. A full
-    build of ema_rejects checks every row and empties the queue. -#}
+    For an EMA row (id, tf, period, ts) the first failing check of
+      1 nan                        ema is null or NaN
+      2 infinity                   ema is +/-Infinity
+      3 negative                   ema < 0
+      4 out_of_price_bounds        ema < 0.5 * min(close) or ema > 2 * max(close), over the validated
+                                   1D closes of the id with time_close in [ts - 90 days, ts]
+                                   (skipped when there is none)
+      5 out_of_statistical_bounds  ema outside mean +/- 3 * stddev_samp of the previous 100 rows of
+                                   the series (their finite ema values; skipped when fewer than 10)
+    A verdict depends only on the data, never on the day the check runs, so ema_rejects is
+    maintained like every other model: a run re-judges exactly the rows the EMA models rewrote
+    since its last run (their barsmith_changes rows, per series from an instant on), reading
+    them and the 100 rows before each series' first one through the EMA tables' unique indexes.
+    The statistics are computed in exact numeric arithmetic over a window of the same rows
+    whichever way they are read, so an incremental verdict equals the full build's. -#}
 
-{# Strategy step (replace_ranges, config validation_queue): queue the rows of a run. #}
-{% macro ema_enqueue_written(new_rows, range_column) %}
-    insert into {{ ema_validation_queue_table() }} (model, id, tf, period, ts, ema)
+{#- The EMA rows of `ema_table` to judge, with the statistics of rule 5: every row on a full build
+    (or when the taken changes hold a full build of that table), else the rows of the changed
+    series from their first changed instant on. -#}
+{% macro ema_rows_to_judge(ema_table) %}
+    {%- set table = ref(ema_table) -%}
+    {%- set finite = "e.ema not in ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8)" -%}
     select
-        {{ sql_string(this.identifier) }},
-        id,
-        tf,
-        period,
-        {{ range_column }},
-        ema
-    from {{ new_rows }}
-    union all
-    select
-        {{ sql_string(this.identifier) }},
-        id,
-        null,
-        null,
-        from_ts,
-        null
-    from {{ ranges_relation() }}
-    where mode <> 'append';
-{% endmacro %}
-
-{# Post-hook of the EMA models (after barsmith_audit): a full build queues its whole table. #}
-{% macro ema_enqueue_full_build() %}
-    insert into {{ ema_validation_queue_table() }} (model, id, tf, period, ts, ema)
-    select {{ sql_string(this.identifier) }}, null, null, null, '-infinity'::timestamptz, null
-    where {{ barsmith_run_was_full_build() }};
-{% endmacro %}
-
-{% macro ema_rejects_queue_relation() -%}
-    pg_temp.{{ this.identifier }}__queue
-{%- endmacro %}
-
-{#- Pre-hook of ema_rejects: takes the queue over into pg_temp.<model>__queue and, on an
-    incremental run, drops the verdicts the queued entries replace: every verdict of a queued
-    table, the verdict of a queued row, and verdicts of a queued id whose row is gone. -#}
-{% macro ema_rejects_take_queue(tables) %}
-    drop table if exists {{ ema_rejects_queue_relation() }};
-    create temp table {{ this.identifier }}__queue as
-    with taken as (
-        delete from {{ ema_validation_queue_table() }}
-        returning model, id, tf, period, ts, ema, queued_at
-    )
-
-    select * from taken;
-    analyze {{ ema_rejects_queue_relation() }};
-
-    {% if is_incremental() %}
-        delete from {{ this }} as r
-        using {{ ema_rejects_queue_relation() }} as q
-        where
-            r.source_table = q.model
-            and (
-                q.id is null
-                or (
-                    q.tf is not null and r.id = q.id and r.tf = q.tf and r.period = q.period
-                    and r."timestamp" = q.ts
-                )
-                or (
-                    q.tf is null and r.id = q.id and r."timestamp" >= q.ts
-                    and not {{ ema_row_exists(tables, 'r', 'r."timestamp"') }}
-                )
-            );
-    {% endif %}
-{% endmacro %}
-
-{#- True when the EMA row of `alias` (source_table, id, tf, period and the given ts) exists,
-    with value `ema` when given (an index probe of the row's table). -#}
-{% macro ema_row_exists(tables, alias, ts, ema=none) -%}
-    case {{ alias }}.source_table
-        {%- for t in tables %}
-            when {{ sql_string(t) }} then exists (
-                select 1 from {{ ref(t) }} as e
-                where
-                    e.id = {{ alias }}.id and e.tf = {{ alias }}.tf and e.period = {{ alias }}.period
-                    and e.ts = {{ ts }}
-                    {%- if ema %} and e.ema is not distinct from {{ ema }}{% endif %}
-            )
-        {%- endfor %}
-    end
-{%- endmacro %}
-
-{#- The EMA rows to check: every row on a full build; else whole tables queued by a full build
-    and the newest queued value of every other queued row. -#}
-{% macro ema_validation_batch(tables) %}
-    {%- for t in tables %}
-        {%- set whole -%}
-            exists (select 1 from {{ ema_rejects_queue_relation() }} as w where w.model = {{ sql_string(t) }} and w.id is null)
-        {%- endset %}
+        x.id,
+        x.tf,
+        x.period,
+        x.ts,
+        x.ema,
+        x.stat_n,
+        x.stat_mean,
+        x.stat_std
+    from (
         select
-            {{ sql_string(t) }}::text as source_table,
             e.id::integer as id,
             e.tf,
             e.period,
             e.ts,
-            e.ema
-        from {{ ref(t) }} as e
-        {% if is_incremental() %}
-            where {{ whole }}
-            union all
-            (
-                select distinct on (q.id, q.tf, q.period, q.ts)
-                    {{ sql_string(t) }}::text as source_table,
-                    q.id,
-                    q.tf,
-                    q.period,
-                    q.ts,
-                    q.ema
-                from {{ ema_rejects_queue_relation() }} as q
-                where q.model = {{ sql_string(t) }} and q.tf is not null and not {{ whole }}
-                order by q.id, q.tf, q.period, q.ts, q.queued_at desc
-            )
-        {% endif %}
-        {% if not loop.last %}union all{% endif %}
-    {%- endfor %}
+            e.ema,
+            e.from_ts,
+            count(e.v) over w as stat_n,
+            avg(e.v) over w as stat_mean,
+            stddev_samp(e.v) over w as stat_std
+        from (
+            {% if is_incremental() %}
+                select
+                    e.id,
+                    e.tf,
+                    e.period,
+                    e.ts,
+                    e.ema,
+                    '-infinity'::timestamptz as from_ts,
+                    case when {{ finite }} then e.ema::numeric end as v
+                from {{ table }} as e
+                where exists (
+                    select 1 from {{ barsmith_ranges() }} as r
+                    where r.model = {{ sql_string(ema_table) }} and r.full_build
+                )
+                union all
+                select
+                    s.id,
+                    s.tf,
+                    s.period,
+                    e.ts,
+                    e.ema,
+                    s.from_ts,
+                    case when {{ finite }} then e.ema::numeric end as v
+                from (
+                    select
+                        id,
+                        tf,
+                        period,
+                        min(from_ts) as from_ts
+                    from {{ barsmith_ranges() }}
+                    where model = {{ sql_string(ema_table) }} and tf is not null and not full_build
+                    group by id, tf, period
+                ) as s
+                cross join lateral (
+                    -- the series' rows from the 100th row before from_ts on (index range scans)
+                    select
+                        e.ts,
+                        e.ema
+                    from {{ table }} as e
+                    where
+                        e.id = s.id and e.tf = s.tf and e.period = s.period
+                        and e.ts >= coalesce((
+                            select p.ts from {{ table }} as p
+                            where p.id = s.id and p.tf = s.tf and p.period = s.period and p.ts < s.from_ts
+                            order by p.ts desc
+                            offset 99 limit 1
+                        ), '-infinity'::timestamptz)
+                ) as e
+                where not exists (
+                    select 1 from {{ barsmith_ranges() }} as r
+                    where r.model = {{ sql_string(ema_table) }} and r.full_build
+                )
+            {% else %}
+                select
+                    e.id,
+                    e.tf,
+                    e.period,
+                    e.ts,
+                    e.ema,
+                    '-infinity'::timestamptz as from_ts,
+                    case when {{ finite }} then e.ema::numeric end as v
+                from {{ table }} as e
+            {% endif %}
+        ) as e
+        window w as (partition by e.id, e.tf, e.period order by e.ts rows between 100 preceding and 1 preceding)
+    ) as x
+    where x.ts >= x.from_ts
 {% endmacro %}

@@ -1,19 +1,14 @@
 {{
-    config(
-        incremental_strategy='replace_ranges',
+    barsmith_config(
+        input=bars_daily_input_spec(),
+        signature_vars=['bars_tz', 'bars_daily_source'],
         range_column='ts',
         unique_key=['id', 'ts'],
-        indexes=[
-            {'columns': ['id', 'ts'], 'unique': true},
-            {'columns': ['id', 'ld'], 'unique': true},
-            {'columns': ['id', 'k'], 'unique': true},
-        ],
-        pre_hook="{{ barsmith_prepare_ranges('int_bars_daily_prep', bars_daily_input(), bars_daily_parts()) }}",
-        post_hook=[
-            "{{ barsmith_record_fingerprints('int_bars_daily_prep') }}",
-            "{{ barsmith_create_index_once('int_bars_daily_prep_gaps', '(id, ld) where ld - prev_ld > 1') }}",
-            "{{ barsmith_audit() }}",
-            "{{ barsmith_analyze_full_build() }}",
+        table_indexes=[
+            {'name': 'key', 'columns': ['id', 'ts'], 'unique': true},
+            {'name': 'ld', 'columns': ['id', 'ld'], 'unique': true},
+            {'name': 'k', 'columns': ['id', 'k'], 'unique': true},
+            {'name': 'gaps', 'columns': ['id', 'ld'], 'where': 'ld - prev_ld > 1'},
         ],
         tags=['bars_prep'],
     )
@@ -43,7 +38,7 @@ with
             s.last_gap_end as last_gap_end_before,
             s.k_mc as k_mc_before,
             s.mc_ff as mc_ff_before
-        from {{ ranges_relation() }} as r
+        from {{ barsmith_ranges() }} as r
         left join lateral (
             select
                 p.k,
@@ -73,6 +68,7 @@ daily as (
         d.market_cap,
         d.timehigh,
         d.timelow,
+        d.changed_at,
         {% if is_incremental() %}
             x.k_before,
             x.ts_before,
@@ -133,6 +129,7 @@ select
     gap_start,
     last_gap_end,
     k_mc,
+    changed_at,
     case
         when mc_grp = 0 then mc_ff_before
         else first_value(market_cap) over (partition by id, mc_grp order by ts)

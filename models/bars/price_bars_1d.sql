@@ -1,19 +1,19 @@
 {{
-    config(
-        incremental_strategy='replace_ranges',
+    barsmith_config(
+        input={'model': 'stg_price_histories', 'ts': 'timestamp', 'changed_at': 'load_ts'},
+        lookback_days=var('lookback_days', 3),
         range_column='"timestamp"',
         unique_key=['id', 'timestamp'],
-        indexes=[
-            {'columns': ['id', '"timestamp"'], 'unique': true},
-            {'columns': ['id', 'bar_seq'], 'unique': true},
+        table_indexes=[
+            {'name': 'key', 'columns': ['id', '"timestamp"'], 'unique': true},
+            {'name': 'bar_seq', 'columns': ['id', 'bar_seq'], 'unique': true},
+            {'name': 'time_close', 'columns': ['id', 'time_close']},
         ],
-        pre_hook="{{ barsmith_prepare_ranges('price_bars_1d', price_bars_1d_input(), lookback_days=var('lookback_days', 3)) }}",
-        post_hook=[
-            "{{ barsmith_record_fingerprints('price_bars_1d') }}",
-            "{{ barsmith_create_index_once('price_bars_1d_id_time_close', '(id, time_close)') }}",
-            "{{ barsmith_audit() }}",
-        ],
-        audit_counts={'repaired_timehigh': 'repaired_timehigh', 'repaired_timelow': 'repaired_timelow', 'null_volume_or_market_cap': 'volume is null or market_cap is null'},
+        audit_counts={
+            'repaired_timehigh': 'repaired_timehigh',
+            'repaired_timelow': 'repaired_timelow',
+            'null_volume_or_market_cap': 'volume is null or market_cap is null',
+        },
         tags=['bars_1d'],
     )
 }}

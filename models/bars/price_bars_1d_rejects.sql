@@ -1,14 +1,10 @@
 {{
-    config(
-        incremental_strategy='replace_ranges',
+    barsmith_config(
+        input={'model': 'stg_price_histories', 'ts': 'timestamp', 'changed_at': 'load_ts'},
+        lookback_days=var('lookback_days', 3),
         range_column='"timestamp"',
         unique_key=['id', 'timestamp'],
-        indexes=[{'columns': ['id', '"timestamp"'], 'unique': true}],
-        pre_hook="{{ barsmith_prepare_ranges('price_bars_1d_rejects', price_bars_1d_input(), lookback_days=var('lookback_days', 3)) }}",
-        post_hook=[
-            "{{ barsmith_record_fingerprints('price_bars_1d_rejects') }}",
-            "{{ barsmith_audit() }}",
-        ],
+        table_indexes=[{'name': 'key', 'columns': ['id', '"timestamp"'], 'unique': true}],
         audit_counts={'rejects': 'true'},
         tags=['bars_1d'],
     )

@@ -1,4 +1,2 @@
-{{ bar_family_config('price_bars_multi_tf', 'rolling') }}
-
 -- Rolling N-day snapshot bars (bars.md §6); bar assignment in macros/bars/bar_lists.sql.
 {{ bar_snapshot('rolling') }}

@@ -1,4 +1,2 @@
-{{ bar_family_config('price_bars_multi_tf_cal_anchor_iso', 'anchored', 'ISO') }}
-
 -- Anchored snapshot bars on the global ISO grid (bars.md §8); bar assignment in macros/bars/bar_lists.sql.
 {{ bar_snapshot('anchored', 'ISO') }}

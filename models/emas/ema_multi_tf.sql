@@ -1,4 +1,10 @@
-{{ ema_model_config('ema_multi_tf', "ema_tf_day_timeframes_sql()", ['ema_multi_tf'], "ema_multi_tf_inputs()", closes=['rolling', 'price_bars_multi_tf']) }}
+{{ ema_config(
+    timeframes={'family': ['daily', 'rolling']},
+    walk='preview',
+    bars='price_bars_multi_tf',
+    closes='rolling',
+    tags=['ema_multi_tf'],
+) }}
 
 -- Bar-space EMA over the rolling bars with a one-step daily preview (emas.md §2): canonical
 -- days carry the bar EMA E_k (alpha 2/(p+1)), other days alpha*x + (1-alpha)*E*; tf = 1D
@@ -8,7 +14,7 @@
         lateral {{ target.schema }}.ema_walk(
             'preview', s.days, s.tss, s.xs, c.bar_days, c.bar_closes,
             c.periods, c.periods, c.alphas, c.alphas,
-            null, 0, c.states, {{ ema_walk_emits_state() }}
+            null, 0, c.states
         ) as w
 {% endcall %}
 
@@ -26,4 +32,3 @@ select
     d2,
     now() as ingested_at
 from walks
-where ts is not null

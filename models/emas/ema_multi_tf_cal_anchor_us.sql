@@ -1,4 +1,2 @@
-{{ ema_calendar_config('ema_multi_tf_cal_anchor_us', 'US', true) }}
-
 -- Dual EMA over the US anchored calendar bars (emas.md §5): see macros/emas/ema_calendar.sql.
 {{ ema_calendar_model('US', anchored=true) }}

@@ -1,4 +1,2 @@
-{{ ema_calendar_config('ema_multi_tf_cal_us', 'US', false) }}
-
 -- Dual EMA over the US calendar bars (emas.md §4): see macros/emas/ema_calendar.sql.
 {{ ema_calendar_model('US', anchored=false) }}

@@ -1,4 +1,9 @@
-{{ ema_model_config('ema_multi_tf_v2', "ema_v2_timeframes_sql()", ['ema_v2'], "ema_v2_inputs()", v2=true) }}
+{{ ema_config(
+    timeframes={'family': ['daily', 'rolling']},
+    walk='daily',
+    v2=true,
+    tags=['ema_v2'],
+) }}
 
 -- Daily-space EMA with the horizon alpha 2/(d*p+1) on the validated daily closes
 -- (emas.md §3); roll = false on every d-th spine day counted from the id's first day.
@@ -8,7 +13,7 @@
         lateral {{ target.schema }}.ema_walk(
             'daily', s.days, s.tss, s.xs, null, null,
             c.periods, c.windows, c.alphas, c.alphas,
-            c.tf_days, s.pos0, c.states, {{ ema_walk_emits_state() }}
+            c.tf_days, s.pos0, c.states
         ) as w
 {% endcall %}
 
@@ -26,4 +31,3 @@ select
     d1_roll,
     d2_roll
 from walks
-where ts is not null

@@ -1,75 +1,94 @@
 {%- set ema_tables = ['ema_multi_tf', 'ema_multi_tf_v2', 'ema_multi_tf_cal_us', 'ema_multi_tf_cal_iso',
                       'ema_multi_tf_cal_anchor_us', 'ema_multi_tf_cal_anchor_iso'] -%}
 {{
-    config(
-        incremental_strategy='delete+insert',
+    barsmith_config(
+        input={'changes_of': ema_tables},
+        source_model_column='source_table',
+        range_column='"timestamp"',
         unique_key=['source_table', 'id', 'tf', 'period', 'timestamp'],
-        pre_hook=[
-            "{{ ema_rejects_take_queue(['ema_multi_tf', 'ema_multi_tf_v2', 'ema_multi_tf_cal_us', 'ema_multi_tf_cal_iso', 'ema_multi_tf_cal_anchor_us', 'ema_multi_tf_cal_anchor_iso']) }}",
+        table_indexes=[
+            {'name': 'key', 'columns': ['source_table', 'id', 'tf', 'period', '"timestamp"'], 'unique': true},
         ],
-        post_hook=["{{ barsmith_audit(where=\"created_at >= \" ~ sql_string(run_started_at.isoformat()) ~ \"::timestamptz\") }}"],
+        change_grain=['id', 'tf', 'period'],
         audit_counts={'ema_rejects': 'true'},
         tags=['ema_rejects'],
     )
 }}
 
--- EMA values outside the bounds of emas.md §7.1, reported with a reason instead of dropped
--- (OP-14). Rows are validated once written (the EMA models queue them: macros/emas/ema_rejects.sql);
--- a rewritten row replaces its old verdict.
--- The statistical check (5) is not applied: see _emas.yml.
-with batch as (
-    {{ ema_validation_batch(ema_tables) }}
+-- EMA values failing the point-in-time checks of emas.md §7.1 (OP-14, amended), one row per EMA
+-- row with the first failing check; reported, never removed from the EMA tables. A run judges
+-- the rows the EMA models rewrote since the last one (macros/emas/ema_rejects.sql).
+with judged as (
+    {% for t in ema_tables %}
+        select
+            {{ sql_string(t) }}::text as source_table,
+            r.*
+        from ({{ ema_rows_to_judge(t) }}) as r
+        {% if not loop.last %}union all{% endif %}
+    {% endfor %}
 ),
 
-recent_prices as (
+price_bounds as (
+    -- per id and day: the validated closes of the 90 days up to that day (rule 4), over the ids
+    -- judged, from 90 days before the first instant judged
     select
-        id,
-        min(close) as price_min,
-        max(close) as price_max
-    from {{ ref('price_bars_1d') }}
-    where time_close >= now() - interval '90 days'
-    group by id
+        d.id,
+        d.time_close as ts,
+        d.close,
+        min(d.close) over w as price_min,
+        max(d.close) over w as price_max
+    from {{ ref('price_bars_1d') }} as d
+    inner join (
+        select
+            id,
+            min(ts) as first_ts
+        from judged
+        group by id
+    ) as j on d.id = j.id and d.time_close >= j.first_ts - interval '90 days'
+    window w as (partition by d.id order by d.time_close range between interval '90 days' preceding and current row)
 ),
 
 checked as (
     select
-        b.*,
-        p.price_min,
-        p.price_max,
+        j.*,
+        b.close as source_bar_close,
+        b.price_min,
+        b.price_max,
+        j.stat_mean - 3 * j.stat_std as stat_lower,
+        j.stat_mean + 3 * j.stat_std as stat_upper,
         case
-            when b.ema is null or b.ema = 'NaN'::float8 then 'nan'
-            when b.ema in ('Infinity'::float8, '-Infinity'::float8) then 'infinity'
-            when b.ema < 0 then 'negative'
-            when b.ema < 0.5 * p.price_min or b.ema > 2.0 * p.price_max then 'out_of_price_bounds'
+            when j.ema is null or j.ema = 'NaN'::float8 then 'nan'
+            when j.ema in ('Infinity'::float8, '-Infinity'::float8) then 'infinity'
+            when j.ema < 0 then 'negative'
+            when j.ema < 0.5 * b.price_min or j.ema > 2.0 * b.price_max then 'out_of_price_bounds'
+            when
+                j.stat_n >= 10
+                and (j.ema::numeric < j.stat_mean - 3 * j.stat_std or j.ema::numeric > j.stat_mean + 3 * j.stat_std)
+                then 'out_of_statistical_bounds'
         end as violation_type
-    from batch as b
-    left join recent_prices as p on b.id = p.id
-),
-
-violations as materialized (
-    -- filtered before the daily close is looked up: left to itself the planner joins every EMA
-    -- row of a full build to price_bars_1d first (a sort of the whole batch)
-    select * from checked
-    where violation_type is not null
+    from judged as j
+    left join price_bounds as b on j.id = b.id and j.ts = b.ts
 )
 
 select
-    c.source_table,
-    c.id,
-    c.tf,
-    c.period,
-    c.ts as "timestamp",
-    c.ema as ema_value,
-    c.violation_type,
-    case
-        when c.violation_type = 'out_of_price_bounds'
-            then jsonb_build_object('price_min', c.price_min, 'price_max', c.price_max)
+    source_table,
+    id,
+    tf,
+    period,
+    ts as "timestamp",
+    ema as ema_value,
+    violation_type,
+    case violation_type
+        when 'out_of_price_bounds' then jsonb_build_object('price_min', price_min, 'price_max', price_max)
+        when 'out_of_statistical_bounds' then jsonb_build_object(
+            'stat_mean', stat_mean::float8,
+            'stat_std', stat_std::float8,
+            'stat_lower', stat_lower::float8,
+            'stat_upper', stat_upper::float8
+        )
         else '{}'::jsonb
     end as bounds_info,
-    d.close as source_bar_close,
+    source_bar_close,
     now() as created_at
-from violations as c
-left join {{ ref('price_bars_1d') }} as d on c.id = d.id and c.ts = d.time_close
--- a queued value is reported only while its row holds it (a later run may have rewritten or
--- deleted the row: see macros/emas/ema_rejects.sql)
-where {{ ema_row_exists(ema_tables, 'c', 'c.ts', 'c.ema') }}
+from checked
+where violation_type is not null

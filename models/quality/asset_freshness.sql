@@ -22,7 +22,7 @@ families as (
         min(max_ts) filter (where model = 'price_bars_multi_tf_cal_us') as last_cal_us_ts,
         min(max_ts) filter (where model = 'price_bars_multi_tf_cal_anchor_iso') as last_cal_anchor_iso_ts,
         min(max_ts) filter (where model = 'price_bars_multi_tf_cal_anchor_us') as last_cal_anchor_us_ts
-    from {{ fingerprint_table() }}
+    from {{ source('barsmith', 'barsmith_input_fingerprints') }}
     group by id
 ),
 

@@ -26,7 +26,7 @@ runs as (
     select
         id,
         max(recorded_at) as last_run_ts
-    from {{ fingerprint_table() }}
+    from {{ source('barsmith', 'barsmith_input_fingerprints') }}
     where model = 'price_bars_1d'
     group by id
 ),

@@ -85,18 +85,18 @@ def test_operator_matches_pandas_ewm_after_the_seed(golden_build):
 @pytest.mark.parametrize("table", ["ema_multi_tf_v2", "ema_multi_tf", "ema_multi_tf_cal_us", "ema_multi_tf_cal_iso",
                                    "ema_multi_tf_cal_anchor_us", "ema_multi_tf_cal_anchor_iso"])
 def test_incremental_resume_equals_full_refresh(project, golden_dir, table, tmp_path):
-    """Full build, then two appends: the first resumes by probing the table (its resume state is
-    wiped, as for a table built before barsmith_ema_resume_state existed), the second from the
-    state the first run's walks wrote; both equal a full refresh, and so does the state itself."""
-    state_sql = ("select id, tf, period, last_ts, l_ema, l_d1r, l_ema_bar, l_d1rb, c_ema, c_d1, cb_ema_bar, cb_d1b "
-                 "from barsmith_ema_resume_state where model = %s order by id, tf, period")
+    """Full build, then two appends that resume every series from its last stored rows (read from
+    the table itself, emas.md OP-15): both equal a full refresh. Each run records in
+    barsmith_changes what it wrote, per series from its first new instant (what ema_rejects and the
+    run's data tests read)."""
+    changes_sql = ("select id, tf, period, from_ts from barsmith_changes where model = %s and not full_build"
+                   " and tf is not null and invocation_id = (select invocation_id from barsmith_changes"
+                   " where model = %s order by seq desc limit 1) order by 1, 2, 3")
     project.load(golden_dir / "incremental_part1.csv")
     project.dbt(["seed"])
     project.run(f"+{table}")
-    assert project.query(state_sql, [table]), "a full build records the resume state of every series"
-    assert project.query("select id, tf, period from barsmith_ema_validation_queue where model = %s", [table]) == \
-        [(None, None, None)], "a full build queues its whole table for ema_rejects"
-    project.execute("delete from barsmith_ema_resume_state where model = %s", [table])
+    assert project.query("select full_build, id from barsmith_changes where model = %s", [table]) == [(True, None)], \
+        "a full build records one full_build change"
     lines = (golden_dir / "incremental_part2.csv").read_text().splitlines(keepends=True)
     early = [ln for ln in lines[1:] if ln.split(",")[6] < "2024-03-01"]
     late = [ln for ln in lines[1:] if ln.split(",")[6] >= "2024-03-01"]
@@ -106,30 +106,21 @@ def test_incremental_resume_equals_full_refresh(project, golden_dir, table, tmp_
         part.write_text(lines[0] + "".join(rows))
         project.load(part)
         project.run(f"+{table}")
-        stored = project.query("select count(*) from barsmith_ema_resume_state where model = %s", [table])[0][0]
-        assert stored > 0, "an incremental run records the resume state of the series it wrote"
-        # the run queued, for ema_rejects, every row it wrote with its value
-        queued = project.query(
-            "select id, tf, period, ts, ema from barsmith_ema_validation_queue where model = %s and tf is not null"
-            " and queued_at = (select max(queued_at) from barsmith_ema_validation_queue) order by 1, 2, 3, 4", [table])
         written = project.query(
-            f"select id, tf, period, ts, ema from {table} where ingested_at = (select max(ingested_at) from {table})"
-            " order by 1, 2, 3, 4")
-        assert written and queued == written
+            f"select id, tf, period, min(ts) from {table} where ingested_at = (select max(ingested_at) from {table})"
+            " group by 1, 2, 3 order by 1, 2, 3")
+        assert written and project.query(changes_sql, [table, table]) == written, \
+            "the run's changes are the series it wrote, each from its first new row"
     incremental = table_rows(project, table, KEYS, exclude=["ingested_at"])
-    state = project.query(state_sql, [table])
     indexes = index_definitions(project)
     project.run(f"+{table}", full_refresh=True)
     full = table_rows(project, table, KEYS, exclude=["ingested_at"])
     assert len(full) > 10000
     assert incremental == full
-    # the walks' final states are the values the probes would read from the rows, whichever way
-    # the rows were built
-    assert project.query(state_sql, [table]) == state
-    # a full refresh replaces the tables with every index they had (the run-once indexes included)
+    # a full refresh replaces the tables with every index they had
     assert index_definitions(project) == indexes
     assert any(t == table and "WHERE (NOT roll)" in d for t, d in indexes), "the canonical index exists"
-    # the full build's post-hook drops its work tables (<model>__walk_calls, __walk_spine)
+    # the full build's finish hook drops its work tables (<model>__walk_calls, __walk_spine)
     assert project.query("select relname from pg_class where relname like %s", [table + "\\_\\_walk\\_%"]) == []
 
 
@@ -192,7 +183,8 @@ def test_ema_rejects_report_bad_values_with_a_reason(golden_build):
     try:
         golden_build.run("ema_rejects", full_refresh=True)
         found = dict(golden_build.query(
-            "select \"timestamp\"::date::text, violation_type from ema_rejects where source_table = 'ema_multi_tf'"))
+            "select \"timestamp\"::date::text, violation_type from ema_rejects where source_table = 'ema_multi_tf'"
+            " and \"timestamp\" >= '2030-01-01'"))
         assert found == {"2030-01-01": "negative", "2030-01-02": "nan", "2030-01-03": "infinity"}
         assert golden_build.query("select count(*) from ema_multi_tf where ts >= '2030-01-01'")[0][0] == 3, \
             "reported, not dropped"
@@ -201,44 +193,47 @@ def test_ema_rejects_report_bad_values_with_a_reason(golden_build):
         golden_build.run("ema_rejects", full_refresh=True)
 
 
-def test_ema_rejects_checks_the_queued_rows(golden_build):
-    """An incremental ema_rejects run checks exactly what the EMA models queued: the rows written
-    with their values, a whole table after a full build; a rewritten row replaces its verdict, and
-    a row deleted since it was queued is not reported."""
-    queue = "barsmith_ema_validation_queue (model, id, tf, period, ts, ema)"
+def test_ema_rejects_judges_the_rows_the_ema_runs_rewrote(golden_build):
+    """An incremental ema_rejects run judges exactly the series the EMA models recorded in
+    barsmith_changes since its last run (from their first changed instant on), and takes those
+    rows over; a whole table after a full build; a rewritten row replaces its verdict, and the
+    verdicts of rows a rebuild deleted go."""
+    change = "insert into barsmith_changes (invocation_id, model, full_build, id, tf, period, from_ts) values "
 
     def verdicts():
         return dict(golden_build.query(
-            "select \"timestamp\"::date::text, violation_type from ema_rejects where source_table = 'ema_multi_tf'"))
+            "select \"timestamp\"::date::text, violation_type from ema_rejects where source_table = 'ema_multi_tf'"
+            " and \"timestamp\" >= '2030-01-01'"))
 
-    assert golden_build.query("select count(*) from barsmith_ema_validation_queue") == [(0,)], \
-        "the build's ema_rejects took the queue over"
+    assert golden_build.query("select count(*) from barsmith_changes where model like 'ema\\_multi%%'") == [(0,)], \
+        "the build's ema_rejects took the EMA changes over"
     golden_build.execute("""insert into ema_multi_tf (id, tf, ts, period, ema, tf_days, roll)
                             values (1, '7D', '2030-01-01', 10, -5, 7, true), (1, '7D', '2030-01-02', 10, 'NaN', 7, true)""")
     try:
-        golden_build.execute(f"insert into {queue} values ('ema_multi_tf', 1, '7D', 10, '2030-01-02', 'NaN')")
+        golden_build.execute(change + "('t', 'ema_multi_tf', false, 1, '7D', 10, '2030-01-02')")
         golden_build.run("ema_rejects")
-        assert verdicts() == {"2030-01-02": "nan"}, "only the queued rows are checked"
-        assert golden_build.query("select count(*) from barsmith_ema_validation_queue") == [(0,)], "queue consumed"
+        assert verdicts() == {"2030-01-02": "nan"}, "only the changed rows are judged"
+        assert golden_build.query("select count(*) from barsmith_changes where model = 'ema_multi_tf'") == [(0,)], \
+            "changes taken over"
 
-        golden_build.execute(f"insert into {queue} values ('ema_multi_tf', null, null, null, '-infinity', null)")
+        golden_build.execute(change + "('t', 'ema_multi_tf', true, null, null, null, null)")
         golden_build.run("ema_rejects")
-        assert verdicts() == {"2030-01-01": "negative", "2030-01-02": "nan"}, "a queued table is checked whole"
+        assert verdicts() == {"2030-01-01": "negative", "2030-01-02": "nan"}, "a full build is judged whole"
 
         golden_build.execute("update ema_multi_tf set ema = 5 where id = 1 and ts = '2030-01-02'")
-        golden_build.execute(f"insert into {queue} values ('ema_multi_tf', 1, '7D', 10, '2030-01-02', 5)")
+        golden_build.execute(change + "('t', 'ema_multi_tf', false, 1, '7D', 10, '2030-01-02')")
         golden_build.run("ema_rejects")
-        assert verdicts() == {"2030-01-01": "negative"}, "a rewritten valid row loses its verdict"
+        assert "2030-01-02" not in verdicts() or verdicts()["2030-01-02"] != "nan", "a rewritten row loses its verdict"
+        assert verdicts()["2030-01-01"] == "negative", "rows before the change keep theirs"
 
-        # row 01 deleted by a rebuild of id 1 after its bad value was queued
+        # a rebuild of id 1 deleted the rows from 2029-12-31 on
         golden_build.execute("delete from ema_multi_tf where ts >= '2030-01-01'")
-        golden_build.execute(f"insert into {queue} values ('ema_multi_tf', 1, '7D', 10, '2030-01-01', -5), "
-                             "('ema_multi_tf', 1, null, null, '2029-12-31', null)")
+        golden_build.execute(change + "('t', 'ema_multi_tf', false, 1, null, null, '2029-12-31')")
         golden_build.run("ema_rejects")
-        assert verdicts() == {}, "a deleted row is not reported and its old verdict goes"
+        assert verdicts() == {}, "a deleted row's verdict goes"
     finally:
         golden_build.execute("delete from ema_multi_tf where ts >= '2030-01-01'")
-        golden_build.execute("delete from barsmith_ema_validation_queue")
+        golden_build.execute("delete from barsmith_changes where invocation_id = 't'")
         golden_build.run("ema_rejects", full_refresh=True)
 
 
@@ -300,3 +295,48 @@ def test_state_views(golden_build, golden_dir, table):
     assert compare_frames(ours[mask].drop(columns=["updated_at"]), golden, ["id", "tf", "period"], STATE_KINDS) == {}
     assert sum(mask) == len(golden)
     assert not (set(zip(dropped["id"].astype(int), dropped["tf"], dropped["period"].astype(int))) & ours_keys)
+
+
+@pytest.mark.parametrize("table", ["ema_multi_tf", "ema_multi_tf_v2", "ema_multi_tf_cal_anchor_iso"])
+def test_ema_rejects_are_point_in_time_verdicts(golden_build, table):
+    """emas.md §7.1 with OP-14 as amended: rule 4 judges a row against the validated closes of the
+    90 days up to its own ts, rule 5 against mean +/- 3 sample std of the previous 100 values of its
+    series (at least 10); the first failing check wins. Recomputed here with pandas for every row
+    of the table; rows within 1e-9 of a bound are left out (float vs exact arithmetic)."""
+    emas = pd.DataFrame(golden_build.query(f"select id, tf, period, ts, ema from {table} order by id, tf, period, ts"),
+                        columns=["id", "tf", "period", "ts", "ema"])
+    closes = pd.DataFrame(golden_build.query("select id, time_close, close from price_bars_1d order by id, time_close"),
+                          columns=["id", "ts", "close"])
+    # a window of 90 days up to and including ts: [ts - 90 days, ts]
+    exact = []
+    for asset, g in closes.groupby("id"):
+        t = g["ts"].to_numpy()
+        c = g["close"].to_numpy()
+        for i in range(len(t)):
+            lo = np.searchsorted(t, t[i] - np.timedelta64(90, "D"), side="left")
+            exact.append((asset, t[i], c[lo:i + 1].min(), c[lo:i + 1].max()))
+    bounds = pd.DataFrame(exact, columns=["id", "ts", "pmin", "pmax"])
+    df = emas.merge(bounds, on=["id", "ts"], how="left")
+    grouped = df.groupby(["id", "tf", "period"])["ema"]
+    shifted = grouped.shift(1)
+    df["prev"] = shifted
+    roll = df.groupby(["id", "tf", "period"])["prev"].rolling(100, min_periods=1)
+    df["n"] = roll.count().reset_index(level=[0, 1, 2], drop=True)
+    df["mean"] = roll.mean().reset_index(level=[0, 1, 2], drop=True)
+    df["std"] = roll.std(ddof=1).reset_index(level=[0, 1, 2], drop=True)
+    lower, upper = df["mean"] - 3 * df["std"], df["mean"] + 3 * df["std"]
+    rule4 = (df["ema"] < 0.5 * df["pmin"]) | (df["ema"] > 2.0 * df["pmax"])
+    rule5 = (df["n"] >= 10) & ((df["ema"] < lower) | (df["ema"] > upper))
+    df["expected"] = np.where(df["ema"] < 0, "negative", np.where(rule4, "out_of_price_bounds",
+                              np.where(rule5, "out_of_statistical_bounds", "")))
+    near = ((df["ema"] - lower).abs() <= 1e-9 * df["ema"].abs()) | ((df["ema"] - upper).abs() <= 1e-9 * df["ema"].abs())
+    got = dict(((i, t, p, ts), v) for i, t, p, ts, v in golden_build.query(
+        "select id, tf, period, \"timestamp\", violation_type from ema_rejects where source_table = %s", [table]))
+    mismatches = []
+    for row in df[~near].itertuples(index=False):
+        verdict = got.get((row.id, row.tf, row.period, row.ts), "")
+        if verdict != row.expected:
+            mismatches.append((row.id, row.tf, row.period, row.ts, row.ema, row.expected, verdict))
+    assert not mismatches, mismatches[:5]
+    assert (df["expected"] == "out_of_statistical_bounds").sum() > 0, "rule 5 fires on this data"
+    assert len(df) > 40000
