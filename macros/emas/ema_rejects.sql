@@ -23,6 +23,7 @@
     {%- set table = ref(ema_table) -%}
     {%- set finite = "e.ema not in ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8)" -%}
     select
+        {{ sql_string(ema_table) }}::text as source_table,
         x.id,
         x.tf,
         x.period,
@@ -88,7 +89,7 @@
                             select p.ts from {{ table }} as p
                             where p.id = s.id and p.tf = s.tf and p.period = s.period and p.ts < s.from_ts
                             order by p.ts desc
-                            offset 99 limit 1
+                            limit 1 offset 99
                         ), '-infinity'::timestamptz)
                 ) as e
                 where not exists (

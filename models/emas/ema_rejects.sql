@@ -20,12 +20,17 @@
 -- the rows the EMA models rewrote since the last one (macros/emas/ema_rejects.sql).
 with judged as (
     {% for t in ema_tables %}
-        select
-            {{ sql_string(t) }}::text as source_table,
-            r.*
-        from ({{ ema_rows_to_judge(t) }}) as r
+        {{ ema_rows_to_judge(t) }}
         {% if not loop.last %}union all{% endif %}
     {% endfor %}
+),
+
+first_judged as (
+    select
+        id,
+        min(ts) as first_ts
+    from judged
+    group by id
 ),
 
 price_bounds as (
@@ -38,13 +43,7 @@ price_bounds as (
         min(d.close) over w as price_min,
         max(d.close) over w as price_max
     from {{ ref('price_bars_1d') }} as d
-    inner join (
-        select
-            id,
-            min(ts) as first_ts
-        from judged
-        group by id
-    ) as j on d.id = j.id and d.time_close >= j.first_ts - interval '90 days'
+    inner join first_judged as j on d.id = j.id and d.time_close >= j.first_ts - interval '90 days'
     window w as (partition by d.id order by d.time_close range between interval '90 days' preceding and current row)
 ),
 
@@ -61,9 +60,7 @@ checked as (
             when j.ema in ('Infinity'::float8, '-Infinity'::float8) then 'infinity'
             when j.ema < 0 then 'negative'
             when j.ema < 0.5 * b.price_min or j.ema > 2.0 * b.price_max then 'out_of_price_bounds'
-            when
-                j.stat_n >= 10
-                and (j.ema::numeric < j.stat_mean - 3 * j.stat_std or j.ema::numeric > j.stat_mean + 3 * j.stat_std)
+            when j.stat_n >= 10 and (j.ema::numeric < j.stat_mean - 3 * j.stat_std or j.ema::numeric > j.stat_mean + 3 * j.stat_std)
                 then 'out_of_statistical_bounds'
         end as violation_type
     from judged as j
@@ -79,13 +76,15 @@ select
     ema as ema_value,
     violation_type,
     case violation_type
-        when 'out_of_price_bounds' then jsonb_build_object('price_min', price_min, 'price_max', price_max)
-        when 'out_of_statistical_bounds' then jsonb_build_object(
-            'stat_mean', stat_mean::float8,
-            'stat_std', stat_std::float8,
-            'stat_lower', stat_lower::float8,
-            'stat_upper', stat_upper::float8
-        )
+        when 'out_of_price_bounds'
+            then jsonb_build_object('price_min', price_min, 'price_max', price_max)
+        when 'out_of_statistical_bounds'
+            then jsonb_build_object(
+                    'stat_mean', stat_mean::float8,
+                    'stat_std', stat_std::float8,
+                    'stat_lower', stat_lower::float8,
+                    'stat_upper', stat_upper::float8
+                )
         else '{}'::jsonb
     end as bounds_info,
     source_bar_close,

@@ -98,7 +98,7 @@ def test_refresh_writes_summary_and_daily_log(env, tmp_path):
     assert len(log_files) == 1
     text = log_files[0].read_text()
     assert "refresh started" in text and "price_bars_1d" in text and "refresh finished: exit 0" in text
-    assert "START sql incremental model" in text, "dbt's per-node lines are in the log"
+    assert "START sql barsmith_incremental model" in text, "dbt's per-node lines are in the log"
     assert env.password == "" or env.password not in text
     shown = runner.invoke(app, ["logs", "-n", "5"])
     assert "refresh finished: exit 0" in shown.output

@@ -52,7 +52,7 @@
     families), filtered by var('timeframes'): a select of dim_timeframe rows. -#}
 {% macro barsmith_timeframes(node_config=none, columns='*') -%}
     {%- set cfg = node_config or config -%}
-    {%- set tfs = cfg.get('timeframes') -%}
+    {%- set tfs = cfg.get('timeframes') if cfg.get is defined else none -%}
     {#- (at parse time the config is not resolved yet: no timeframes) -#}
     {%- if tfs is not mapping -%}{%- set tfs = {'family': []} -%}{%- endif -%}
     {%- set families = tfs['family'] if tfs['family'] is not string else [tfs['family']] -%}
