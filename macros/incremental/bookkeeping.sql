@@ -54,7 +54,7 @@
         period integer,
         from_ts timestamptz
     );
-    create index if not exists barsmith_changes_model on {{ schema }}.barsmith_changes (model, invocation_id);
+    create index if not exists barsmith_changes_model_seq on {{ schema }}.barsmith_changes (model, seq);
     create table if not exists {{ schema }}.barsmith_run_log (
         invocation_id text not null,
         model text not null,

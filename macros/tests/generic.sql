@@ -1,4 +1,6 @@
-{#- Generic data tests used across the project (no dbt packages: dbt deps cannot reach the hub). -#}
+{#- Generic data tests used across the project (no dbt packages: dbt deps cannot reach the hub).
+    Row-level tests read barsmith_scoped(model): the rows a build wrote, or whole tables in the full
+    audit (macros/tests/scope.sql). -#}
 
 {#- Rows violating uniqueness of a column combination. When a valid, non-partial unique index on
     exactly these columns exists, PostgreSQL already guarantees it and the table is not scanned
@@ -25,7 +27,11 @@
 
     select {{ columns | join(', ') }}, count(*) as n_rows
     from {{ model }}
-    where not exists (select 1 from unique_index)
+    where
+        not exists (select 1 from unique_index)
+        and ({{ columns | join(', ') }}) in (
+            select {{ columns | join(', ') }} from {{ barsmith_scoped(model) }} as s where s.barsmith_checked
+        )
     group by {{ columns | join(', ') }}
     having count(*) > 1
 {% endtest %}
@@ -33,14 +39,14 @@
 {# Rows for which a boolean SQL expression is not true (NULL counts as a failure). #}
 {% test barsmith_expression_is_true(model, expression, where_clause="true", column_name=none) %}
     select *
-    from {{ model }}
-    where ({{ where_clause }}) and not coalesce(({{ expression }}), false)
+    from {{ barsmith_scoped(model) }} as s
+    where s.barsmith_checked and ({{ where_clause }}) and not coalesce(({{ expression }}), false)
 {% endtest %}
 
 {# bars.md §1.2 / invariant 1: one source row per (id, local day) (OP-23). #}
 {% test barsmith_unique_local_day(model) %}
     select id, {{ local_day('"timestamp"') }} as local_day, count(*) as n_rows
-    from {{ model }}
+    from {{ barsmith_scoped(model) }} as s
     group by id, {{ local_day('"timestamp"') }}
     having count(*) > 1
 {% endtest %}
@@ -56,8 +62,9 @@
 {# Rows whose value of a column is not one of the accepted values (NULL allowed unless stated). #}
 {% test barsmith_accepted_values(model, column_name, values, allow_null=true) %}
     select {{ column_name }}, count(*) as n_rows
-    from {{ model }}
+    from {{ barsmith_scoped(model) }} as s
     where
+        s.barsmith_checked and
         {% if allow_null %}{{ column_name }} is not null and{% endif %}
         coalesce({{ column_name }}::text not in (
             {%- for v in values %}{{ sql_string(v) }}{% if not loop.last %}, {% endif %}{% endfor -%}
@@ -68,6 +75,6 @@
 {# Rows where any of the listed columns is NULL (one scan instead of one test per column). #}
 {% test barsmith_not_null_columns(model, columns) %}
     select *
-    from {{ model }}
-    where {% for c in columns %}{{ c }} is null{% if not loop.last %} or {% endif %}{% endfor %}
+    from {{ barsmith_scoped(model) }} as s
+    where s.barsmith_checked and ({% for c in columns %}{{ c }} is null{% if not loop.last %} or {% endif %}{% endfor %})
 {% endtest %}

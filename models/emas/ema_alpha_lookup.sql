@@ -1,4 +1,4 @@
-{{ config(materialized='view', tags=['emas']) }}
+{{ config(materialized='table', tags=['emas']) }}
 
 -- EMA alphas per (tf, period) (dim_timeframe.md §8.1, OP-D5): derived from the seeds, no
 -- hard-coded timeframe list. Periods = the ema_periods seed plus any var('ema_periods').
