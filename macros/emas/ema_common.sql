@@ -49,20 +49,25 @@
     {%- if list_var('tf_period_combos') | length > 0 %} and {{ ema_combo_filter('t.tf', 't.period') }}{% endif %}
 {%- endmacro %}
 
-{# Range signature of an EMA family: its timeframes, periods and spine start. #}
+{#- Range signature of an EMA family: its timeframes, periods and spine start (not v2's, whose
+    spine is never clipped), and the semantics version 'op22': tables built before OP-22's
+    amendment (closes clipped at the start date) are rebuilt once. -#}
 {% macro ema_parts(tf_relation_sql, v2=false) -%}
     select
         ''::text as part,
         md5(
             coalesce((select string_agg(tf || ':' || tf_days, ',' order by tf) from ({{ tf_relation_sql }}) as x), '')
             || '|' || {{ ema_periods_array(v2) }}::text
-            || '|' || {{ sql_string(var('ema_start_date', '2010-01-01')) }}
+            || '|' || {{ sql_string('' if v2 else ema_start_date() | trim) }}
             || '|' || {{ var('ema_min_obs_multiplier', 1) | int }}
+            || '|op22'
         ) as signature
 {%- endmacro %}
 
-{# Validated daily spine (OP-12): one row per id and UTC day of time_close, from ema_start_date. #}
-{% macro ema_spine_rows(with_pos=false) -%}
+{#- Validated daily spine (OP-12): one row per id and UTC day of time_close. clip: from
+    ema_start_date on (multi_tf, cal, cal_anchor; OP-22); v2 reads the whole history (§3.1), and
+    its pos counts from the id's first daily bar. -#}
+{% macro ema_spine_rows(with_pos=false, clip=true) -%}
     select
         b.id,
         (b.time_close at time zone 'UTC')::date as day,
@@ -75,7 +80,9 @@
     where
         not b.is_partial_end
         and {{ asset_filter('b.id') }}
-        and b.time_close >= ({{ sql_string(var('ema_start_date', '2010-01-01')) }}::timestamp at time zone 'UTC')
+        {% if clip %}
+            and b.time_close >= {{ ema_start_ts() }}
+        {% endif %}
         {% if is_incremental() %}
             and b.id in (select r.id from {{ ranges_relation() }} as r)
         {% endif %}
