@@ -1,13 +1,19 @@
 {#- Bar closes of the EMA families and their running counts (emas.md §2.1, §4, §5).
 
-    A series (id, tf, period) exists once the (id, tf) has at least `period` closes. Counting
+    Which closes feed a family's bar recursion (OP-22, amended 2026-12-06): var('ema_start_date')
+    clips only the daily spine (the rows emitted), never the bar table, so
+      rolling  (multi_tf, §2.1): every canonical close of the bar table, also before the spine;
+      anchored (cal_anchor, §5.1): every canonical close of the bar table, also before the spine;
+      calendar (cal, §4.1): only closes whose day has a spine row, so from the spine start on.
+
+    A series exists once the (id, tf) has at least `period` of those closes (OP-19). Counting
     every close on every run would read the whole bar history, so the count is kept per
     (model, id, tf) in barsmith_ema_close_counts with the UTC day through which bar rows were
     read (a bar row's canonical flag never changes once written, so later runs only read newer rows):
       hook prepare  ema_prepare_closes(): pg_temp.<model>__closes(id, tf, n_closes, counted_through) for
                 the ids of the run: an id in 'append' mode adds the closes after its stored
                 counted_through day to its stored count; any other id (rebuild, no stored count) is
-                counted from ema_start_date;
+                counted whole;
       the model reads its series from that table and only the closes after each id's resume day;
       hook written  ema_record_closes(): stores the new counts of those ids.
     Bars change only with the validated 1D bars, which decide the mode: a corrected or
@@ -17,19 +23,44 @@
     pg_temp.{{ adapter.quote(this.identifier ~ '__closes') }}
 {%- endmacro %}
 
+{#- var('ema_start_date') (OP-22) as text: a date YYYY-MM-DD, or nothing when the var is empty or
+    null (no clipping). Anything else stops the run with a clear error. (Renders its value instead
+    of return()ing it: sqlfluff's renderer returns from the outermost macro.) -#}
+{% macro ema_start_date() -%}
+    {%- set value = var('ema_start_date', '2010-01-01') -%}
+    {%- set value = '' if value is none else (value | string).strip() -%}
+    {%- set digits = value.replace('-', '') -%}
+    {#- (sqlfluff renders the models without dbt's `exceptions` and with a placeholder var) -#}
+    {%- if exceptions is defined and value != '' and not (
+        value | length == 10 and value[4] == '-' and value[7] == '-' and digits | length == 8 and digits.isdigit()
+    ) -%}
+        {{ exceptions.raise_compiler_error(
+            "var ema_start_date must be a date YYYY-MM-DD or '' (no clipping), got '" ~ value ~ "'") }}
+    {%- endif -%}
+    {{- value -}}
+{%- endmacro %}
+
+{#- The first instant of the daily spine of multi_tf, cal and cal_anchor (timestamptz):
+    ema_start_date at 00:00 UTC, or -infinity when it is empty. -#}
 {% macro ema_start_ts() -%}
-    ({{ sql_string(var('ema_start_date', '2010-01-01')) }}::timestamp at time zone 'UTC')
+    {%- set start = ema_start_date() | trim -%}
+    {%- if start == '' -%}
+        '-infinity'::timestamptz
+    {%- else -%}
+        ({{ sql_string(start) }}::timestamp at time zone 'UTC')
+    {%- endif -%}
 {%- endmacro %}
 
 {#- The closes (day, close) of one (id, tf) pair `p` (columns id, tf, after_day) with
     day > p.after_day (NULL: all), through the (id, tf, time_close) index of the bars.
-      rolling:  canonical rows of the rolling bars; tf 1D: the validated daily bars (§2.3)
+      rolling:  canonical rows of the rolling bars; tf 1D: the validated daily bars (§2.3); all
+                history, ema_start_date does not apply (OP-22)
       calendar: canonical rows of the calendar bars that have a spine row that UTC day, whose
-                close is taken (§4)
-      anchored: the canonical row of each anchored bar (§5) -#}
+                close is taken (§4): from ema_start_date, as the spine
+      anchored: the canonical row of each anchored bar (§5); all history (OP-22) -#}
 {% macro ema_closes_after(kind, bars, p) %}
     {%- set lower -%}
-        greatest({{ ema_start_ts() }}, ({{ p }}.after_day + 1)::timestamp at time zone 'UTC')
+        coalesce(({{ p }}.after_day + 1)::timestamp at time zone 'UTC', '-infinity'::timestamptz)
     {%- endset -%}
     {% if kind == 'rolling' %}
         select
@@ -85,7 +116,7 @@
 {% endmacro %}
 
 {#- The model's close_rows CTE body: (id, tf, day, close) of every timeframe after each id's
-    resume day (from_day of ema_series_state; NULL = from ema_start_date). -#}
+    resume day (from_day of ema_series_state; NULL = every close ema_closes_after gives). -#}
 {% macro ema_close_rows_after_resume(kind, bars) %}
     select
         p.id,

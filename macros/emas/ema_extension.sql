@@ -71,12 +71,16 @@
 {%- endmacro %}
 
 {#- Hook `signature` (SQL text, md5'd by the materialization): everything the rows depend on
-    besides the 1D bars. -#}
+    besides the 1D bars: the timeframes, the periods, the spine start (not v2's, whose spine is
+    never clipped, OP-22), the minimum-observation multiplier, and the semantics version 'op22'
+    (tables built before OP-22's amendment clipped the closes at the start date: rebuilt once). -#}
 {% macro ema_signature(node_config=none) -%}
+    {%- set v2 = ema_settings(node_config)['v2'] -%}
     coalesce((select string_agg(tf || ':' || tf_days, ',' order by tf) from ({{ ema_timeframes(node_config) }}) as x), '')
-    || '|' || {{ ema_periods_array(ema_settings(node_config)['v2']) }}::text
-    || '|' || {{ sql_string(var('ema_start_date', '2010-01-01')) }}
+    || '|' || {{ ema_periods_array(v2) }}::text
+    || '|' || {{ sql_string('' if v2 else ema_start_date() | trim) }}
     || '|' || {{ var('ema_min_obs_multiplier', 1) | int }}
+    || '|op22'
 {%- endmacro %}
 
 {# Hook `series_match`: target rows (alias t) of the series a filtered run recomputes. #}

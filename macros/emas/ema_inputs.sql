@@ -4,7 +4,8 @@
     (id, tf), ema_walk_calls). -#}
 
 {#- ema_multi_tf: series of the rolling timeframes with `period` closes; bar closes from
-    price_bars_multi_tf (1D: the validated daily bars), alpha 2/(p+1). -#}
+    price_bars_multi_tf (1D: the validated daily bars), all of them, also those before
+    ema_start_date, which clips only the spine (§2.1, OP-22); alpha 2/(p+1). -#}
 {% macro ema_multi_tf_inputs() %}
     timeframes as (
         {{ ema_timeframes() }}
@@ -40,14 +41,15 @@
 {% endmacro %}
 
 {#- ema_multi_tf_v2: series whose seed can be formed on the daily spine (OP-3, OP-19), the
-    horizon alpha 2/(d*p+1), the window d*p, and each id's first spine position. -#}
+    horizon alpha 2/(d*p+1), the window d*p, and each id's first spine position. The spine is
+    the id's whole 1D history: ema_start_date does not apply (§3.1, OP-22). -#}
 {% macro ema_v2_inputs() %}
     timeframes as (
         {{ ema_timeframes() }}
     ),
 
     spine_rows as (
-        {{ ema_spine_rows(with_pos=true) }}
+        {{ ema_spine_rows(with_pos=true, clip=false) }}
     ),
 
     n_days as (

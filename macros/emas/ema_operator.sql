@@ -131,8 +131,11 @@ $$;
 --
 -- Canonical closes are matched to spine days by date (OP-12).  A close whose
 -- date has no spine row still updates E (bar-only event) but emits nothing and
--- (preview) does not move E*.  Closes dated after the last spine day are not
--- consumed (a later call picks them up), which keeps resuming exact.
+-- (preview) does not move E*.  So do the closes dated before the first spine
+-- day (history before ema_start_date, OP-22): E may seed there, and the first
+-- row is the first canonical spine day (preview: E* is the E of a close on a
+-- spine row, so no preview before it).  Closes dated after the last spine day
+-- are not consumed (a later call picks them up), which keeps resuming exact.
 --
 -- Derivatives (§1.3) over the emitted rows: d1_roll/d2_roll over all rows,
 -- d1/d2 over roll = false rows; the *_bar ones likewise on ema_bar (dual).

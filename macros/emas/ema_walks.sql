@@ -1,8 +1,10 @@
 {#- The walks shared by the six EMA models (emas.md): the spine, each series' resume state, the
     arrays a walk reads and the walk itself (ema_walk, macros/emas/ema_operator.sql). -#}
 
-{# Validated daily spine (OP-12): one row per id and UTC day of time_close, from ema_start_date. #}
-{% macro ema_spine_rows(with_pos=false) -%}
+{#- Validated daily spine (OP-12): one row per id and UTC day of time_close. clip: from
+    ema_start_date on (multi_tf, cal, cal_anchor; OP-22); v2 reads the whole history (§3.1), and
+    its pos counts from the id's first daily bar. -#}
+{% macro ema_spine_rows(with_pos=false, clip=true) -%}
     select
         b.id,
         (b.time_close at time zone 'UTC')::date as day,
@@ -15,7 +17,9 @@
     where
         not b.is_partial_end
         and {{ asset_filter('b.id') }}
-        and b.time_close >= ({{ sql_string(var('ema_start_date', '2010-01-01')) }}::timestamp at time zone 'UTC')
+        {% if clip %}
+            and b.time_close >= {{ ema_start_ts() }}
+        {% endif %}
         {% if is_incremental() %}
             and b.id in (select r.id from {{ barsmith_ranges() }} as r)
         {% endif %}
