@@ -105,7 +105,9 @@ def test_incremental_equals_full_refresh(project, gaps, length, ops):
     project.execute("drop table if exists barsmith_input_fingerprints cascade")
     project.dbt(["seed"])
     project.execute("delete from dim_timeframe where tf <> all(%s)", [TIMEFRAMES])
-    project.execute("delete from ema_periods where period <> all(%s)", [PERIODS])
+    project.execute("delete from ema_periods")
+    project.execute("insert into ema_periods (period, label, is_v2_default) select p, p || '-period', true "
+                    "from unnest(%s::integer[]) as p", [PERIODS])
     history = initial_history(gaps, length)
     with project.connection.connect() as conn:
         write_rows(conn, history.rows(), load_ts=OLD)
