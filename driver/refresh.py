@@ -340,7 +340,7 @@ def run(
     try:
         with refresh_lock(connection, options.lock_wait, on_wait=waiting) as lock_conn:
             log("INFO", f"lock acquired on {connection.display}")
-            _run_locked(connection, lock_conn, options, outcome, log, callbacks, progress)
+            _run_locked(connection, lock_conn, options, outcome, log, callbacks, progress, notify)
     except LockBusy as exc:
         outcome.refused = str(exc)
         log("ERROR", outcome.refused)
@@ -384,16 +384,23 @@ class _Recorder:
 
 
 def _run_locked(connection, lock_conn, options: RefreshOptions, outcome: RefreshOutcome, log, callbacks,
-                progress) -> None:
+                progress, notify=None) -> None:
     schema = connection.schema
     record = _Recorder(connection, lock_conn, log)
+
+    def say(level: str, note: str) -> None:
+        """A note for the log, the summary and (at once) the user."""
+        outcome.notes.append(note)
+        log(level, note)
+        if notify:
+            notify(note)
+
     record(runs.ensure_table)
     for dead in record(runs.mark_interrupted):
         note = (f"run {dead['run_id']} (started {dead['started_at']:%Y-%m-%d %H:%M:%S} UTC) did not finish "
                 f"(driver killed or connection lost); marked interrupted: driver refresh --resume re-runs "
                 f"{', '.join(dead['remaining_stages']) or 'it'}")
-        outcome.notes.append(note)
-        log("WARNING", note)
+        say("WARNING", note)
     last = record(runs.last_run)
 
     stages = options.stages
@@ -414,12 +421,11 @@ def _run_locked(connection, lock_conn, options: RefreshOptions, outcome: Refresh
         options = options.resumed(last["options"] or {})
         outcome.options = options
         outcome.resumed_from = last["run_id"]
-        stages = [s for s in (last["remaining_stages"] or last["stages"] or options.stages) if s in STAGES]
+        stages = [s for s in (last["remaining_stages"] or last["stages"] or []) if s in STAGES] or options.stages
         note = (f"resuming run {last['run_id']} ({last['status']}"
                 + (f" in stage {last['failed_stage']}" if last["failed_stage"] else "")
                 + f"): {options.describe()}, stages {', '.join(stages)}")
-        outcome.notes.append(note)
-        log("INFO", note)
+        say("INFO", note)
 
     signature = None
     if not options.resume and not options.full_refresh:
