@@ -3,6 +3,7 @@
 #   ./dev.sh quickstart   install, start the embedded PostgreSQL, load sample data, driver refresh --all
 #   ./dev.sh test         install and run the whole test suite (pytest: loader, parity with the
 #                         reference, incremental == full refresh, dbt build + data tests, sqlfluff)
+#   ./dev.sh test-port    the port `test` gives CI's PostgreSQL (BARSMITH_TEST_PORT, else 55432 if free, else a free one)
 # Needs only Python 3.11+ on PATH. With BARSMITH_DB_URL set, everything runs against that server.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -36,6 +37,36 @@ install() {
     log "installed in $((SECONDS - t0)) s"
 }
 
+# The port of CI's throw-away PostgreSQL: BARSMITH_TEST_PORT when set (refused if taken), else
+# 55432 when free, else any free port the kernel picks (another server may hold 55432).
+test_port() {
+    local py=python3
+    [ -x "$VENV/bin/python" ] && py="$VENV/bin/python"
+    "$py" - "${BARSMITH_TEST_PORT:-}" <<'PY'
+import socket, sys
+def free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+asked = sys.argv[1]
+if asked:
+    if not (asked.isdigit() and 0 < int(asked) < 65536):
+        sys.exit(f"BARSMITH_TEST_PORT={asked!r} is not a port number")
+    if not free(int(asked)):
+        sys.exit(f"BARSMITH_TEST_PORT={asked}: that port is taken on 127.0.0.1; unset it to let ./dev.sh pick a free one")
+    print(asked)
+elif free(55432):
+    print(55432)
+else:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        print(s.getsockname()[1])
+PY
+}
+
 # A throw-away Debian PostgreSQL (15+) for CI: installed with apt when missing, run as user postgres.
 start_system_postgres() {
     local pgbin
@@ -56,9 +87,10 @@ start_system_postgres() {
     if [ "${version%%.*}" -lt 15 ]; then
         echo "PostgreSQL $version is too old (merge needs 15+)" >&2; return 1
     fi
+    local port
+    port=$(test_port)
     PGTMP=$(mktemp -d /tmp/barsmith-pg.XXXXXX)
     chmod 755 "$PGTMP"
-    local port=${BARSMITH_TEST_PORT:-55432}
     local as=()
     if [ "$(id -u)" = 0 ]; then chown postgres "$PGTMP"; as=(runuser -u postgres --); fi
     "${as[@]}" "$pgbin/initdb" -D "$PGTMP/data" -A trust -U postgres --no-sync -E UTF8 >/dev/null
@@ -113,5 +145,6 @@ case "${1:-}" in
     quickstart) shift; cmd_quickstart "$@" ;;
     test) shift; cmd_test "$@" ;;
     install) install ;;
-    *) echo "usage: ./dev.sh quickstart | test [pytest args] | install" >&2; exit 2 ;;
+    test-port) test_port ;;
+    *) echo "usage: ./dev.sh quickstart | test [pytest args] | install | test-port" >&2; exit 2 ;;
 esac

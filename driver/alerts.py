@@ -33,8 +33,11 @@ class Alert:
     lines: list[str] = field(default_factory=list)
 
     def text(self) -> str:
-        body = "\n".join(html.escape(line) for line in self.lines[:20])
-        return f"{MARKERS[self.severity]} <b>{html.escape(self.severity)}: {html.escape(self.title)}</b>\n{body}".strip()
+        from .db import mask_secrets  # noqa: PLC0415
+
+        body = "\n".join(html.escape(mask_secrets(line)) for line in self.lines[:20])
+        title = html.escape(mask_secrets(self.title))
+        return f"{MARKERS[self.severity]} <b>{html.escape(self.severity)}: {title}</b>\n{body}".strip()
 
 
 @dataclass

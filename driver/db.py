@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from psycopg import conninfo
+from psycopg import conninfo, sql
+
+from . import config
 
 PROJECT_DIR = Path(os.environ.get("BARSMITH_PROJECT_DIR", Path(__file__).resolve().parent.parent))
 
@@ -22,8 +25,11 @@ def state_dir() -> Path:
     return Path(os.environ.get("BARSMITH_STATE_DIR", PROJECT_DIR / ".barsmith"))
 EMBEDDED_DB = "barsmith"
 
-_URL_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)([^@\s]*)(@)")
-_KV_PASSWORD = re.compile(r"(password\s*=\s*)(\S+)", re.IGNORECASE)
+# A URL's password runs to the LAST '@' of the token, so an unencoded '@' in it is masked too.
+_URL_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)(\S*)(@)", re.IGNORECASE)
+# key=value form: password=..., sslpassword=..., quoted ('a b') or not.
+_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S+)", re.IGNORECASE)
+_URL_USERINFO_PASSWORD = re.compile(r"^\s*postgres(?:ql)?://[^:/@\s]*:(.*)@", re.IGNORECASE | re.DOTALL)
 
 
 class DatabaseError(RuntimeError):
@@ -31,17 +37,42 @@ class DatabaseError(RuntimeError):
 
 
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by ***."""
-    return _URL_PASSWORD.sub(lambda m: m.group(1) + ("***" if m.group(2) else "") + m.group(3), url)
+    """The URL (or key=value string) with its password replaced by ***."""
+    return mask_secrets(url)
+
+
+def _secret_literals() -> list[str]:
+    """Passwords the environment holds (also as BARSMITH_DB_URL spells them, however malformed),
+    longest first: masked wherever they appear, whatever the message around them."""
+    found: set[str] = set()
+    for name in ("BARSMITH_PGPASSWORD", "PGPASSWORD"):
+        if os.environ.get(name):
+            found.add(os.environ[name])
+    url = os.environ.get("BARSMITH_DB_URL", "")
+    if url:
+        try:
+            parsed = conninfo.conninfo_to_dict(url).get("password")
+            if parsed:
+                found.add(str(parsed))
+        except Exception:  # unparsable: the heuristics below still find it
+            pass
+        match = _URL_USERINFO_PASSWORD.match(url.split("?", 1)[0])
+        if match and match.group(1):
+            found.add(match.group(1))
+            found.update(match.group(1).split("@"))
+        for m in _KV_PASSWORD.finditer(url):
+            found.add(m.group(2).strip("'"))
+            found.update(m.group(2).strip("'").split("@"))
+    return sorted((f for f in found if len(f) >= 3), key=len, reverse=True)
 
 
 def mask_secrets(text: str) -> str:
-    """Mask passwords in URLs and key=value connection strings inside arbitrary text."""
+    """Mask passwords in URLs and key=value connection strings inside arbitrary text, and every
+    password the environment holds wherever it appears."""
     text = _URL_PASSWORD.sub(lambda m: m.group(1) + ("***" if m.group(2) else "") + m.group(3), text)
     text = _KV_PASSWORD.sub(lambda m: m.group(1) + "***", text)
-    pw = os.environ.get("BARSMITH_PGPASSWORD")
-    if pw and len(pw) >= 3:
-        text = text.replace(pw, "***")
+    for secret in _secret_literals():
+        text = text.replace(secret, "***")
     return text
 
 
@@ -56,7 +87,7 @@ class Connection:
     host: str
     port: int
     user: str
-    password: str
+    password: str = field(repr=False)
     dbname: str
     schema: str
     embedded: bool
@@ -93,26 +124,44 @@ class Connection:
         try:
             conn = psycopg.connect(self.url, connect_timeout=10, **kwargs)
         except psycopg.OperationalError as exc:
-            raise DatabaseError(f"cannot connect to {self.display}: {mask_secrets(str(exc)).strip()}") from None
+            reason = " ".join(line.strip() for line in mask_secrets(str(exc)).splitlines() if line.strip())
+            raise DatabaseError(f"cannot connect to {self.display}: {reason}") from None
         conn.execute("set timezone = 'UTC'")
         return conn
 
 
 def from_url(url: str, schema: str | None = None) -> Connection:
-    try:
-        parts = conninfo.conninfo_to_dict(url)
-    except psycopg.ProgrammingError as exc:
-        raise DatabaseError(f"BARSMITH_DB_URL is not a valid PostgreSQL URL ({mask_url(url)}): {exc}") from None
-    host = parts.get("host") or "localhost"
+    """The connection BARSMITH_DB_URL describes; config.ConfigError (exit 2) when it cannot be
+    parsed unambiguously or BARSMITH_SCHEMA is not a plain identifier. Nothing connects yet."""
+    parts = config.parse_db_url(url)
     return Connection(
-        host=str(host),
+        host=parts.get("host") or parts.get("hostaddr") or "localhost",
         port=int(parts.get("port") or 5432),
-        user=str(parts.get("user") or os.environ.get("USER", "postgres")),
-        password=str(parts.get("password") or ""),
-        dbname=str(parts.get("dbname") or parts.get("user") or "postgres"),
-        schema=schema or os.environ.get("BARSMITH_SCHEMA", "public"),
+        user=parts.get("user") or os.environ.get("USER", "postgres"),
+        password=parts.get("password") or "",
+        dbname=parts.get("dbname") or parts.get("user") or "postgres",
+        schema=config.check_identifier(schema, "schema", schema=True) if schema else config.target_schema(),
         embedded=False,
     )
+
+
+def psql_command(connection: Connection) -> str:
+    """A psql command line (shell-quoted) that opens the database with the models' schema first in
+    the search path. It never holds the password: psql asks, or reads PGPASSWORD / ~/.pgpass."""
+    params = {"host": connection.host, "port": connection.port, "user": connection.user,
+              "dbname": connection.dbname}
+    if connection.schema != "public":
+        params["options"] = f"-c search_path={connection.schema},public"
+    return shlex.join(["psql", conninfo.make_conninfo(**params)])
+
+
+def relation_exists(conn: psycopg.Connection, schema: str, name: str) -> bool:
+    """Whether schema.name is a table or view (looked up by name, nothing parsed)."""
+    return conn.execute(
+        "select exists (select from pg_catalog.pg_class as c join pg_catalog.pg_namespace as n "
+        "on n.oid = c.relnamespace where n.nspname = %s and c.relname = %s)",
+        (schema, name),
+    ).fetchone()[0]
 
 
 # ---------------------------------------------------------------- embedded server
@@ -145,6 +194,7 @@ def _embedded_handle():
 
 def start_embedded() -> Connection:
     """Start (or attach to) the embedded server under .barsmith/ and ensure database `barsmith`."""
+    schema = config.target_schema()  # refused (exit 2) before the server starts
     server = _embedded_handle()
     info = server.get_postmaster_info()
     socket_dir = str(info.socket_dir)
@@ -152,14 +202,14 @@ def start_embedded() -> Connection:
     admin = conninfo.make_conninfo(host=socket_dir, port=port, user="postgres", dbname="postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
         if conn.execute("select 1 from pg_database where datname = %s", (EMBEDDED_DB,)).fetchone() is None:
-            conn.execute(f'create database "{EMBEDDED_DB}"')
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(EMBEDDED_DB)))
     return Connection(
         host=socket_dir,
         port=port,
         user="postgres",
         password="",
         dbname=EMBEDDED_DB,
-        schema=os.environ.get("BARSMITH_SCHEMA", "public"),
+        schema=schema,
         embedded=True,
     )
 
@@ -180,7 +230,18 @@ def embedded_status() -> dict[str, object]:
                 pass
             except PermissionError:
                 status.update(running=True, pid=pid)
+        # postmaster.pid: pid, data dir, start time, port, socket directory, listen address, ...
+        if status["running"] and len(lines) >= 5 and lines[3].strip().isdigit():
+            status.update(port=int(lines[3]), socket_dir=lines[4].strip() or "localhost")
     return status
+
+
+def embedded_connection(status: dict[str, object]) -> Connection | None:
+    """The running embedded server's connection (from its postmaster.pid), without starting it."""
+    if not status.get("running") or "port" not in status:
+        return None
+    return Connection(host=str(status["socket_dir"]), port=int(status["port"]), user="postgres", password="",
+                      dbname=EMBEDDED_DB, schema=config.target_schema(), embedded=True)
 
 
 def stop_embedded() -> bool:

@@ -26,6 +26,7 @@ class NodeResult:
     message: str
     failures: int | None
     tags: list[str] = field(default_factory=list)
+    attached: str | None = None  # a data test: the model (or source) it tests
 
 
 def first_error_line(message: str) -> str:
@@ -63,6 +64,7 @@ def _node_result(res) -> NodeResult:
     adapter = getattr(res, "adapter_response", None) or {}
     rows = adapter.get("rows_affected") if isinstance(adapter, dict) else None
     status = str(getattr(res.status, "value", res.status))
+    attached = getattr(node, "attached_node", None)
     return NodeResult(
         unique_id=node.unique_id,
         name=node.name,
@@ -73,6 +75,7 @@ def _node_result(res) -> NodeResult:
         message=mask_secrets(str(res.message or "")),
         failures=getattr(res, "failures", None),
         tags=list(getattr(node, "tags", []) or []),
+        attached=str(attached).split(".")[-1] if attached else None,
     )
 
 
@@ -89,6 +92,10 @@ def invoke(
     os.environ.update(connection.dbt_env())
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     os.environ.setdefault("DBT_LOG_PATH", str(PROJECT_DIR / ".logs" / "dbt"))
+    # No terminal colour codes in any log: dbt colours the text of its result lines (which go to
+    # .logs/dbt/dbt.log and, through the callbacks, to the refresh log) unless told not to.
+    os.environ["DBT_USE_COLORS"] = "false"
+    os.environ["DBT_USE_COLORS_FILE"] = "false"
     args = command_line(command, dbt_vars, extra)
     started = time.monotonic()
     try:

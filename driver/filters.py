@@ -117,5 +117,20 @@ class Filters:
         return out
 
 
+def from_recorded(data: dict[str, object]) -> Filters:
+    """Filters stored with a run (driver/runs.py), validated again as if typed on the command line."""
+    def text(values) -> str | None:
+        return None if values is None else ",".join(str(v) for v in values)
+
+    combos = data.get("combos")
+    rebuild = parse_ids(text(data.get("rebuild_ids")) or "all") or []
+    return Filters(
+        ids=parse_ids(text(data.get("ids"))), tfs=parse_tfs(text(data.get("tfs"))),
+        periods=parse_periods(text(data.get("periods"))),
+        combos=None if combos is None else parse_combos(",".join(f"{c['tf']}:{c['period']}" for c in combos)),
+        rebuild_ids=rebuild,
+    )
+
+
 def parse_all(ids: str | None, tfs: str | None, periods: str | None, combos: str | None) -> Filters:
     return Filters(ids=parse_ids(ids), tfs=parse_tfs(tfs), periods=parse_periods(periods), combos=parse_combos(combos))

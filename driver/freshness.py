@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 
 from psycopg import sql
+from rich import box
 from rich.table import Table
 
-from .db import Connection
+from .db import Connection, relation_exists
 
 FAMILIES = ("multi_tf", "cal_iso", "cal_us", "cal_anchor_iso", "cal_anchor_us")
 
 
-def per_id(connection: Connection, ids: list[int] | None) -> list[dict]:
-    schema = os.environ.get("BARSMITH_SOURCE_SCHEMA", "public")
-    table = os.environ.get("BARSMITH_SOURCE_TABLE", "price_histories")
+def per_id(connection: Connection, ids: list[int] | None, schema: str, table: str) -> list[dict]:
+    """Per id of the source table schema.table (validated identifiers, quoted here too): newest
+    source row, newest valid bar and newest row per bar family."""
     with connection.connect() as conn:
-        have_view = conn.execute("select to_regclass(%s)", (f"{connection.schema}.asset_freshness",)).fetchone()[0]
+        have_view = relation_exists(conn, connection.schema, "asset_freshness")
         view_cols = sql.SQL(", ").join(
             [sql.SQL("a.last_bar_ts")] + [sql.SQL("a.{}").format(sql.Identifier(f"last_{f}_ts")) for f in FAMILIES]
         ) if have_view else sql.SQL(", ").join(sql.SQL("null::timestamptz") for _ in range(1 + len(FAMILIES)))
@@ -41,17 +41,30 @@ def hours(since: datetime | None, now: datetime) -> float | None:
     return None if since is None else (now - since).total_seconds() / 3600.0
 
 
+# Column headers of the per-family columns: short enough for 80 columns, still unambiguous.
+HEADERS = {"multi_tf": "multi", "cal_iso": "iso", "cal_us": "us", "cal_anchor_iso": "anc_iso",
+           "cal_anchor_us": "anc_us"}
+
+
+def _hours_text(h: float | None) -> str:
+    if h is None:
+        return "-"
+    return f"{h:.1f}" if abs(h) < 1000 else f"{h:.0f}"
+
+
 def table(rows: list[dict], staleness_hours: float) -> Table:
-    t = Table(title=f"hours since the newest row (stale above {staleness_hours:g} h)")
-    t.add_column("id", justify="right")
+    """Hours since the newest row per id: source, 1D and each family. Fits 80 columns; a header
+    folds rather than being cut on a narrower terminal."""
+    t = Table(title=f"hours since the newest row (stale above {staleness_hours:g} h)", box=box.SIMPLE_HEAD,
+              show_edge=False, pad_edge=False, collapse_padding=True,
+              caption="multi = price_bars_multi_tf, iso / us = ..._cal_iso / _cal_us,\n"
+                      "anc_iso / anc_us = ..._cal_anchor_iso / _cal_anchor_us")
+    t.add_column("id", justify="right", no_wrap=True)
     for col in ("source", "1d") + FAMILIES:
-        t.add_column(col, justify="right")
-    t.add_column("status")
+        t.add_column(HEADERS.get(col, col), justify="right", no_wrap=True, overflow="fold")
+    t.add_column("status", no_wrap=True)
     for rec in rows:
-        vals = []
-        for col in ("source", "1d") + FAMILIES:
-            h = hours(rec[col], rec["now"])
-            vals.append("-" if h is None else f"{h:.1f}")
+        vals = [_hours_text(hours(rec[col], rec["now"])) for col in ("source", "1d") + FAMILIES]
         h1d = hours(rec["1d"], rec["now"])
         status = "no_bars" if h1d is None else ("fresh" if h1d <= staleness_hours else "stale")
         t.add_row(str(rec["id"]), *vals, status)

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .db import PROJECT_DIR, mask_secrets
 
+# Terminal control sequences (colours, cursor moves): dbt colours its result lines.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 
+
+def plain(text: str) -> str:
+    """The text without terminal colour codes."""
+    return _ANSI.sub("", text)
 
 def log_dir() -> Path:
     """Where refresh logs go: .logs/ in the project, BARSMITH_LOG_DIR overrides."""
@@ -47,7 +54,7 @@ class RefreshLog:
 
     def write(self, message: str, level: str = "INFO") -> None:
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
-        for line in mask_secrets(str(message)).splitlines() or [""]:
+        for line in mask_secrets(plain(str(message))).splitlines() or [""]:
             self._fh.write(f"{stamp} [{level}] {line}\n")
         self._fh.flush()
 

@@ -1,6 +1,9 @@
 """The daily refresh (refresh.md §5, §11): bars -> freshness gate -> EMAs, one dbt call per stage.
 
-Functions here return data; cli.py prints it.
+Every run that gets the lock is recorded in the database it runs on (driver/runs.py); `--resume`
+re-runs the newest unfinished or failed run of THAT database from the stage it failed in, with
+the options it was started with (the models are incremental and idempotent: re-running a stage
+costs what is left to do). Functions here return data; cli.py prints it.
 """
 
 from __future__ import annotations
@@ -10,15 +13,24 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, Callable
+
+import psycopg
+from psycopg import sql
 
 from . import alerts as alertmod
-from .db import Connection, DatabaseError, state_dir
+from . import config
+from . import filters as filtersmod
+from . import runs
+from .db import Connection, DatabaseError, mask_secrets, relation_exists
 from .dbt import PROJECT_DIR, Invocation, NodeResult, command_line, first_error_line, invoke
 from .filters import Filters
-from .lock import refresh_lock
+from .lock import EXIT_LOCKED, LockBusy, refresh_lock
 
 STAGES = ("bars", "emas")
+# Options a run is recorded with, and that --resume re-runs it with.
+RECORDED = ("stage", "filters", "full_refresh", "continue_on_error", "fail_fast", "skip_stale_check",
+            "staleness_hours", "source_vars", "user_vars")
 
 
 @dataclass
@@ -37,12 +49,62 @@ class RefreshOptions:
     alert_level: str = "ERROR"
     lock_wait: float = 0.0
     source_vars: dict[str, str] = field(default_factory=dict)
+    user_vars: dict[str, Any] = field(default_factory=dict)  # --vars, checked by config.check_vars
     # set by run(): nothing changed since the last green refresh, so data tests and seeds are skipped
     unchanged: bool = False
 
     @property
     def stages(self) -> list[str]:
         return list(STAGES) if self.stage == "all" else [self.stage]
+
+    def recorded(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {k: data[k] for k in RECORDED}
+
+    def resumed(self, recorded: dict[str, Any]) -> "RefreshOptions":
+        """The options a recorded run was started with (checked again: they come from a table), with
+        this invocation's presentation options (quiet, verbose, alert level, lock wait)."""
+        source = recorded.get("source_vars") or {}
+        checked_source = {k: config.check_identifier(v, f"recorded {k}", schema=k == "source_schema")
+                          for k, v in source.items()}
+        filters = filtersmod.from_recorded(recorded.get("filters") or {})
+        return RefreshOptions(
+            stage=recorded.get("stage") if recorded.get("stage") in ("all", *STAGES) else "all", filters=filters,
+            full_refresh=bool(recorded.get("full_refresh")), resume=True,
+            continue_on_error=bool(recorded.get("continue_on_error")), fail_fast=bool(recorded.get("fail_fast")),
+            quiet=self.quiet, verbose=self.verbose, skip_stale_check=bool(recorded.get("skip_stale_check")),
+            staleness_hours=float(recorded.get("staleness_hours", 48.0)), alert_level=self.alert_level,
+            lock_wait=self.lock_wait, source_vars=checked_source,
+            user_vars=config.check_vars(recorded.get("user_vars") or {}),
+        )
+
+    def source(self) -> tuple[str, str]:
+        """The source table this run reads: --vars wins over BARSMITH_SOURCE_*."""
+        merged = {"source_schema": "public", "source_table": "price_histories", **self.source_vars}
+        merged.update({k: v for k, v in self.user_vars.items() if k in merged})
+        return merged["source_schema"], merged["source_table"]
+
+    def describe(self) -> str:
+        """The command line this run stands for (for messages)."""
+        parts = [f"--{self.stage}"]
+        f = self.filters
+        if f.ids is not None:
+            parts.append("--ids " + ",".join(map(str, f.ids)))
+        if f.tfs is not None:
+            parts.append("--tfs " + ",".join(f.tfs))
+        if f.periods is not None:
+            parts.append("--periods " + ",".join(map(str, f.periods)))
+        if f.combos is not None:
+            parts.append("--tf-period-combos " + ",".join(f"{c['tf']}:{c['period']}" for c in f.combos))
+        for flag, on in (("--full-refresh", self.full_refresh), ("--continue-on-error", self.continue_on_error),
+                         ("--fail-fast", self.fail_fast), ("--skip-stale-check", self.skip_stale_check)):
+            if on:
+                parts.append(flag)
+        if self.staleness_hours != 48.0:
+            parts.append(f"--staleness-hours {self.staleness_hours:g}")
+        if self.user_vars:
+            parts.append("--vars " + json.dumps(self.user_vars, sort_keys=True))
+        return "refresh " + " ".join(parts)
 
 
 @dataclass
@@ -68,6 +130,11 @@ class RefreshOutcome:
     plan: list[list[str]] = field(default_factory=list)
     alerts: list[tuple[alertmod.Alert, alertmod.Delivery]] = field(default_factory=list)
     error: str | None = None
+    refused: str | None = None  # the lock was held by another refresh
+    notes: list[str] = field(default_factory=list)  # resume and bookkeeping messages for the summary
+    run_id: int | None = None
+    resumed_from: int | None = None
+    options: RefreshOptions | None = None  # the options the run used (a resume: the original ones)
     tests_skipped: str | None = None  # why the data tests did not run
     started: float = field(default_factory=time.monotonic)
     seconds: float = 0.0
@@ -81,7 +148,13 @@ class RefreshOutcome:
         return [n for inv in self.invocations for n in inv.failed]
 
     @property
+    def warned_nodes(self) -> list[NodeResult]:
+        return [n for inv in self.invocations for n in inv.nodes if n.status == "warn"]
+
+    @property
     def exit_code(self) -> int:
+        if self.refused:
+            return EXIT_LOCKED
         if self.error:
             return 1
         if any(not inv.success for inv in self.invocations):
@@ -91,6 +164,7 @@ class RefreshOutcome:
 
 def stage_vars(options: RefreshOptions, stage: str, fresh_ids: list[int] | None = None) -> dict[str, object]:
     out: dict[str, object] = dict(options.source_vars)
+    out.update(options.user_vars)
     out.update(options.filters.dbt_vars())
     out["staleness_hours"] = options.staleness_hours
     if options.full_refresh and options.filters.ids:
@@ -115,12 +189,9 @@ def stage_extra(options: RefreshOptions, stage: str) -> list[str]:
 
 def plan(options: RefreshOptions) -> list[list[str]]:
     """The dbt command lines a refresh runs (what --dry-run prints); touches no database."""
-    if options.resume:
-        return [["dbt"] + command_line(["retry"])]
     lines = []
     for stage in options.stages:
-        note = [] if stage == "bars" or options.skip_stale_check else ["  # asset_ids narrowed to fresh ids"]
-        lines.append(["dbt"] + command_line(["build"], stage_vars(options, stage), stage_extra(options, stage)) + note)
+        lines.append(["dbt"] + command_line(["build"], stage_vars(options, stage), stage_extra(options, stage)))
     return lines
 
 
@@ -130,12 +201,11 @@ def plan(options: RefreshOptions) -> list[list[str]]:
 def read_freshness(connection: Connection, ids: list[int] | None, staleness_hours: float) -> list[tuple]:
     """(id, reason, staleness_hours) per id from the asset_freshness view, requested ids included."""
     with connection.connect() as conn:
-        exists = conn.execute("select to_regclass(%s)", (f"{connection.schema}.asset_freshness",)).fetchone()[0]
-        if exists is None:
+        if not relation_exists(conn, connection.schema, "asset_freshness"):
             return [(i, "no_bars", None) for i in ids or []]
         rows = conn.execute(
-            f"select id, last_bar_ts, extract(epoch from now() - last_bar_ts) / 3600.0 "
-            f"from {connection.schema}.asset_freshness order by id"
+            sql.SQL("select id, last_bar_ts, extract(epoch from now() - last_bar_ts) / 3600.0 "
+                    "from {} order by id").format(sql.Identifier(connection.schema, "asset_freshness"))
         ).fetchall()
     out = []
     seen = set()
@@ -163,20 +233,13 @@ def freshness_gate(connection: Connection, options: RefreshOptions) -> tuple[lis
     return fresh, stale
 
 
+def all_stale_message(options: RefreshOptions) -> str:
+    return (f"all ids stale: no id has a bar newer than {options.staleness_hours:g} h (historical data?); "
+            "to build the EMAs anyway run: driver refresh --emas --skip-stale-check "
+            "(or raise --staleness-hours)")
+
+
 # ------------------------------------------------------------------ bookkeeping
-
-
-def _save_last(options: RefreshOptions, failed_stage: str | None, remaining: list[str],
-               green_signature: str | None = None) -> None:
-    state_dir().mkdir(parents=True, exist_ok=True)
-    (state_dir() / "last_refresh.json").write_text(json.dumps({
-        "finished_at": datetime.now(timezone.utc).isoformat(),
-        "failed_stage": failed_stage,
-        "remaining": remaining,
-        "green_signature": green_signature,
-        "options": {k: v for k, v in asdict(options).items() if k not in ("resume", "dry_run", "unchanged")},
-    }, indent=2, default=str))
-
 
 PROJECT_INPUTS = ("models", "macros", "seeds", "tests/data", "dbt_project.yml", "selectors.yml")
 
@@ -189,8 +252,7 @@ def run_signature(connection: Connection, options: RefreshOptions) -> str:
     digest.update(json.dumps({
         "db": connection.display,
         "schema": connection.schema,
-        "options": {k: v for k, v in asdict(options).items()
-                    if k not in ("resume", "dry_run", "unchanged", "quiet", "verbose", "lock_wait", "alert_level")},
+        "options": options.recorded(),
     }, sort_keys=True, default=str).encode())
     for name in PROJECT_INPUTS:
         root = PROJECT_DIR / name
@@ -198,30 +260,23 @@ def run_signature(connection: Connection, options: RefreshOptions) -> str:
             if path.is_file():
                 digest.update(str(path.relative_to(PROJECT_DIR)).encode())
                 digest.update(path.read_bytes())
-    schema = options.source_vars.get("source_schema", "public")
-    table = options.source_vars.get("source_table", "price_histories")
+    schema, table = options.source()
     with connection.connect() as conn:
         row = conn.execute(
-            f'select count(*), max(load_ts), sum(extract(epoch from "timestamp")), max("timestamp") '
-            f'from "{schema}"."{table}"'
+            sql.SQL('select count(*), max(load_ts), sum(extract(epoch from "timestamp")), max("timestamp") '
+                    "from {}").format(sql.Identifier(schema, table))
         ).fetchone()
     digest.update(repr(row).encode())
     return digest.hexdigest()
 
 
-def load_last() -> dict | None:
-    try:
-        return json.loads((state_dir() / "last_refresh.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _collect_run_log(connection: Connection, since: datetime, outcome: RefreshOutcome) -> None:
     with connection.connect() as conn:
-        if conn.execute("select to_regclass(%s)", (f"{connection.schema}.barsmith_run_log",)).fetchone()[0] is None:
+        if not relation_exists(conn, connection.schema, "barsmith_run_log"):
             return
         rows = conn.execute(
-            f"select model, rows_written, counts from {connection.schema}.barsmith_run_log where recorded_at >= %s",
+            sql.SQL("select model, rows_written, counts from {} where recorded_at >= %s")
+            .format(sql.Identifier(connection.schema, "barsmith_run_log")),
             (since,),
         ).fetchall()
     for model, written, counts in rows:
@@ -236,6 +291,9 @@ def _alerts_for(outcome: RefreshOutcome) -> list[alertmod.Alert]:
     errored = [n for n in outcome.failed_nodes if n.resource_type != "test"]
     failed_tests = [n for n in outcome.failed_nodes if n.resource_type == "test"]
     dbt_errors = [inv.error for inv in outcome.invocations if inv.error]
+    if outcome.refused:
+        out.append(alertmod.Alert("WARNING", "barsmith refresh refused: another refresh holds the lock",
+                                  [outcome.refused]))
     if outcome.error or dbt_errors or errored:
         lines = [outcome.error or ""] + dbt_errors + [f"{n.name}: {first_error_line(n.message) or n.status}"
                                                       for n in errored[:5]]
@@ -253,6 +311,11 @@ def _alerts_for(outcome: RefreshOutcome) -> list[alertmod.Alert]:
     return out
 
 
+def _timings(inv: Invocation) -> dict[str, Any]:
+    return {"wall": round(inv.seconds, 3), "count": len(inv.nodes),
+            "nodes": {n.unique_id: round(n.seconds, 3) for n in inv.nodes}}
+
+
 # ------------------------------------------------------------------ the run
 
 
@@ -261,23 +324,39 @@ def run(
     options: RefreshOptions,
     log: Callable[[str, str], None],
     callbacks: list[Callable] | None = None,
+    progress=None,
+    notify: Callable[[str], None] | None = None,
 ) -> RefreshOutcome:
-    outcome = RefreshOutcome()
+    """One refresh under the lock. `progress` (driver/progress.Progress) is told the plan and the
+    stage boundaries; `notify` gets messages worth showing at once (waiting for the lock)."""
+    outcome = RefreshOutcome(options=options)
     since = datetime.now(timezone.utc)
+
+    def waiting(message: str) -> None:
+        log("INFO", message)
+        if notify:
+            notify(message)
+
     try:
-        with refresh_lock(connection, options.lock_wait):
+        with refresh_lock(connection, options.lock_wait, on_wait=waiting) as lock_conn:
             log("INFO", f"lock acquired on {connection.display}")
-            _run_locked(connection, options, outcome, log, callbacks)
-    except DatabaseError as exc:
+            _run_locked(connection, lock_conn, options, outcome, log, callbacks, progress, notify)
+    except LockBusy as exc:
+        outcome.refused = str(exc)
+        log("ERROR", outcome.refused)
+    except (DatabaseError, psycopg.Error) as exc:
+        outcome.error = mask_secrets(str(exc).strip())
+        log("ERROR", outcome.error)
+    except config.ConfigError as exc:
         outcome.error = str(exc)
         log("ERROR", outcome.error)
-    except Exception as exc:  # LockBusy and anything unexpected: reported, never swallowed
-        outcome.error = str(exc)
+    except Exception as exc:  # anything unexpected: reported, never swallowed
+        outcome.error = mask_secrets(f"{type(exc).__name__}: {exc}")
         log("ERROR", outcome.error)
-    if outcome.error is None or outcome.invocations:
+    if outcome.invocations:
         try:
             _collect_run_log(connection, since, outcome)
-        except DatabaseError:
+        except (DatabaseError, psycopg.Error):
             pass
     for alert in _alerts_for(outcome):
         delivery = alertmod.send(alert, options.alert_level)
@@ -287,55 +366,143 @@ def run(
     return outcome
 
 
-def _run_locked(connection, options, outcome, log, callbacks) -> None:
+class _Recorder:
+    """Writes the run's row through the lock's connection; if that session is gone (the backend was
+    terminated), through a new one, so the row never says 'running' for a run that ended."""
+
+    def __init__(self, connection: Connection, lock_conn: psycopg.Connection, log):
+        self.connection, self.conn, self.log = connection, lock_conn, log
+
+    def __call__(self, fn, *args):
+        try:
+            return fn(self.conn, self.connection.schema, *args)
+        except psycopg.OperationalError as exc:
+            self.log("WARNING", f"the refresh lock's session was lost ({str(exc).strip()}); "
+                                "recording through a new connection")
+            self.conn = self.connection.connect(autocommit=True)
+            return fn(self.conn, self.connection.schema, *args)
+
+
+def _run_locked(connection, lock_conn, options: RefreshOptions, outcome: RefreshOutcome, log, callbacks,
+                progress, notify=None) -> None:
+    schema = connection.schema
+    record = _Recorder(connection, lock_conn, log)
+
+    def say(level: str, note: str) -> None:
+        """A note for the log, the summary and (at once) the user."""
+        outcome.notes.append(note)
+        log(level, note)
+        if notify:
+            notify(note)
+
+    record(runs.ensure_table)
+    for dead in record(runs.mark_interrupted):
+        note = (f"run {dead['run_id']} (started {dead['started_at']:%Y-%m-%d %H:%M:%S} UTC) did not finish "
+                f"(driver killed or connection lost); marked interrupted: driver refresh --resume re-runs "
+                f"{', '.join(dead['remaining_stages']) or 'it'}")
+        say("WARNING", note)
+    last = record(runs.last_run)
+
     stages = options.stages
+    if options.resume:
+        if last is None:
+            outcome.error = (f"nothing recorded to resume on {connection.display}: no refresh has run on this "
+                             "database yet (run driver refresh --all)")
+            log("ERROR", outcome.error)
+            return
+        if last["status"] == runs.SUCCESS:
+            finished = last["finished_at"]
+            note = (f"nothing to resume: the last refresh on this database (run {last['run_id']}, finished "
+                    f"{finished:%Y-%m-%d %H:%M:%S} UTC) was green")
+            outcome.notes.append(note)
+            outcome.stages.append(StageResult("resume", skipped="nothing to resume"))
+            log("INFO", note)
+            return
+        options = options.resumed(last["options"] or {})
+        outcome.options = options
+        outcome.resumed_from = last["run_id"]
+        stages = [s for s in (last["remaining_stages"] or last["stages"] or []) if s in STAGES] or options.stages
+        note = (f"resuming run {last['run_id']} ({last['status']}"
+                + (f" in stage {last['failed_stage']}" if last["failed_stage"] else "")
+                + f"): {options.describe()}, stages {', '.join(stages)}")
+        say("INFO", note)
+
     signature = None
     if not options.resume and not options.full_refresh:
         try:
             signature = run_signature(connection, options)
-        except Exception as exc:  # e.g. no source table yet: dbt reports it properly
-            log("DEBUG", f"no run signature: {exc}")
-        last = load_last() or {}
-        if signature is not None and signature == last.get("green_signature"):
+        except (DatabaseError, psycopg.Error) as exc:  # e.g. no source table yet: dbt reports it properly
+            log("DEBUG", f"no run signature: {mask_secrets(str(exc).strip())}")
+        if signature is not None and last and last["status"] == runs.SUCCESS and last["signature"] == signature:
             options.unchanged = True
-            outcome.tests_skipped = f"nothing changed since the last green refresh ({last.get('finished_at', '?')})"
+            outcome.tests_skipped = (f"nothing changed since the last green refresh "
+                                     f"({last['finished_at']:%Y-%m-%d %H:%M:%S} UTC)")
             log("INFO", outcome.tests_skipped + ": models run, data tests and seeds skipped")
-    if options.resume:
-        last = load_last()
-        if not last or not last.get("failed_stage"):
-            log("INFO", "nothing to resume: the last refresh did not fail")
-            outcome.stages.append(StageResult("retry", skipped="nothing to resume"))
-            return
-        log("INFO", f"resuming: dbt retry of stage {last['failed_stage']}, then {last['remaining'] or 'nothing'}")
-        inv = invoke(connection, ["retry"], None, ["--quiet"] if not options.verbose else [], callbacks)
-        outcome.stages.append(StageResult(last["failed_stage"], inv))
-        if not inv.success:
-            _save_last(options, last["failed_stage"], last["remaining"])
-            return
-        stages = list(last["remaining"])
-    for n, stage in enumerate(stages):
-        fresh = None
-        if stage == "emas" and not options.skip_stale_check:
-            fresh, stale = freshness_gate(connection, options)
-            outcome.stale = stale
-            for s in stale:
-                log("WARNING", f"id {s.id} skipped for EMAs: {s.reason}"
-                    + (f" ({s.staleness_hours} h old)" if s.staleness_hours is not None else ""))
-            if fresh is not None and not fresh:
-                outcome.stages.append(StageResult("emas", skipped="all ids stale"))
-                log("WARNING", "EMA stage skipped: every id is stale")
-                continue
-        dbt_vars = stage_vars(options, stage, fresh)
-        log("INFO", "dbt " + " ".join(command_line(["build"], dbt_vars, stage_extra(options, stage))))
-        inv = invoke(connection, ["build"], dbt_vars, stage_extra(options, stage), callbacks)
-        outcome.stages.append(StageResult(stage, inv))
-        if not inv.success:
-            remaining = stages[n + 1:]
-            _save_last(options, stage, remaining)
-            if stage == "bars" and not options.continue_on_error:
-                for rest in remaining:
-                    outcome.stages.append(StageResult(rest, skipped="bar stage failed (use --continue-on-error)"))
-                return
-    if all(inv.success for inv in outcome.invocations):
-        complete = len(outcome.invocations) == len(stages) and not outcome.stale
-        _save_last(options, None, [], signature if complete else None)
+
+    run_id = record(runs.start, stages, options.recorded(), outcome.resumed_from)
+    outcome.run_id = run_id
+    log("INFO", f"run {run_id} recorded in {schema}.{runs.TABLE}: {options.describe()}")
+    if progress is not None:
+        try:
+            progress.plan(stages, record(runs.previous_timings, stages))
+        except psycopg.Error as exc:
+            log("DEBUG", f"no previous timings: {exc}")
+
+    timings: dict[str, Any] = {}
+    failed_stage: str | None = None
+    current: str | None = None
+    try:
+        for stage in stages:
+            current = stage
+            record(runs.stage_started, run_id, stage)
+            fresh = None
+            if stage == "emas" and not options.skip_stale_check:
+                fresh, stale = freshness_gate(connection, options)
+                outcome.stale = stale
+                for s in stale:
+                    log("WARNING", f"id {s.id} skipped for EMAs: {s.reason}"
+                        + (f" ({s.staleness_hours} h old)" if s.staleness_hours is not None else ""))
+                if fresh is not None and not fresh:
+                    outcome.stages.append(StageResult("emas", skipped=all_stale_message(options)))
+                    log("WARNING", "EMA stage skipped: " + all_stale_message(options))
+                    if progress is not None:
+                        progress.skip_stage("emas")
+                    continue
+            if progress is not None:
+                progress.begin_stage(stage)
+            dbt_vars = stage_vars(options, stage, fresh)
+            log("INFO", "dbt " + " ".join(command_line(["build"], dbt_vars, stage_extra(options, stage))))
+            inv = invoke(connection, ["build"], dbt_vars, stage_extra(options, stage), callbacks)
+            if progress is not None:
+                progress.end_stage()
+            outcome.stages.append(StageResult(stage, inv))
+            if inv.success:
+                timings[stage] = _timings(inv)
+            elif failed_stage is None:
+                failed_stage = stage
+                if stage == "bars" and not options.continue_on_error:
+                    for rest in stages[stages.index(stage) + 1:]:
+                        outcome.stages.append(StageResult(rest, skipped="bar stage failed (use --continue-on-error)"))
+                    break
+    except BaseException as exc:
+        failed_stage = failed_stage or current or stages[0]
+        status = runs.FAILED if isinstance(exc, Exception) else runs.INTERRUPTED
+        remaining = stages[stages.index(failed_stage):]
+        record(runs.finish, run_id, status, failed_stage, remaining, None, timings,
+               mask_secrets(f"{type(exc).__name__}: {exc}")[:2000])
+        raise
+    ok = failed_stage is None and all(inv.success for inv in outcome.invocations)
+    complete = ok and len(outcome.invocations) == len(stages) and not outcome.stale
+    remaining = [] if ok else stages[stages.index(failed_stage):]
+    message = None
+    if not ok:
+        first = next((n for n in outcome.failed_nodes), None)
+        dbt_error = next((inv.error for inv in outcome.invocations if inv.error), None)
+        message = (f"{first.name}: {first_error_line(first.message) or first.status}" if first
+                   else (dbt_error or "dbt failed"))[:2000]
+    record(runs.finish, run_id, runs.SUCCESS if ok else runs.FAILED, failed_stage, remaining,
+           signature if complete else None, timings, message)
+    if not ok:
+        note = f"run {run_id} failed in stage {failed_stage}: driver refresh --resume re-runs {', '.join(remaining)}"
+        outcome.notes.append(note)
+        log("WARNING", note)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -42,20 +43,32 @@ def model_rows(outcome) -> list[tuple[str, str, str, int | None, float]]:
 
 
 def summary_table(outcome) -> Table:
-    table = Table(title="barsmith refresh summary")
-    for col, just in (("stage", "left"), ("model", "left"), ("status", "left"), ("rows written", "right"),
-                      ("seconds", "right")):
-        table.add_column(col, justify=just)
-    totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
-    for stage, name, status, written, secs in model_rows(outcome):
-        totals[stage][0] += written or 0
-        totals[stage][1] += secs
-        table.add_row(stage, name, status, "" if written is None else f"{written:,}", f"{secs:.1f}")
-    for stage, (rows, secs) in sorted(totals.items()):
-        table.add_row(stage, "[b]stage total[/b]", "", f"{int(rows):,}", f"{secs:.1f}")
+    """Per stage, per model rows and seconds. Fits 80 columns with the project's longest model name
+    and ten-digit row counts; on a narrower terminal a name folds onto the next line, never cut
+    short (no ellipsis)."""
+    rows = model_rows(outcome)
+    grouped: dict[str, list[tuple]] = {}
+    for stage, name, status, written, secs in rows:
+        grouped.setdefault(stage, []).append((name, status, written, secs))
+    cells: list[tuple[str, str, str, str]] = []
+    for stage, items in grouped.items():
+        cells.append((f"[b]{stage}[/b]", "", "", ""))
+        for name, status, written, secs in items:
+            cells.append(("  " + name, status, "" if written is None else f"{written:,}", f"{secs:.1f}"))
+        total_rows = sum(w or 0 for _n, _s, w, _t in items)
+        cells.append((f"  [i]{stage} total[/i]", "", f"{int(total_rows):,}", f"{sum(t for *_x, t in items):.1f}"))
     for st in outcome.stages:
         if st.skipped:
-            table.add_row(st.stage, "(stage)", f"skipped: {st.skipped}", "", "")
+            cells.append((f"[b]{st.stage}[/b]", "skipped", "", ""))
+    table = Table(title="barsmith refresh summary", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  collapse_padding=True)
+    widths = [max([len(c[i]) for c in cells] + [len(h)]) for i, h in ((2, "rows written"), (3, "seconds"))]
+    table.add_column("model", overflow="fold", min_width=12)
+    table.add_column("status", no_wrap=True, min_width=7)
+    table.add_column("rows written", justify="right", no_wrap=True, min_width=widths[0])
+    table.add_column("seconds", justify="right", no_wrap=True, min_width=widths[1])
+    for cell in cells:
+        table.add_row(*cell)
     return table
 
 
@@ -76,6 +89,13 @@ def quality_lines(outcome) -> list[str]:
     return [f"{QUALITY_LABELS.get(k, k)}: {v:,}" for k, v in sorted(totals.items())]
 
 
+def warning_line(node) -> str:
+    """A data test that warned: which test, on which model, how many rows."""
+    on = f" on {node.attached}" if getattr(node, "attached", None) else ""
+    rows = f"{node.failures:,} row(s)" if isinstance(node.failures, int) else first_error_line(node.message)
+    return f"WARN test {node.name}{on}: {rows}"
+
+
 def outcome_lines(outcome) -> list[str]:
     """Plain-text summary (also written to the log file)."""
     lines = []
@@ -93,14 +113,22 @@ def outcome_lines(outcome) -> list[str]:
     for st in outcome.stages:
         if st.skipped:
             lines.append(f"stage {st.stage} skipped: {st.skipped}")
+    for node in getattr(outcome, "warned_nodes", []):
+        lines.append(warning_line(node))
     for node in outcome.failed_nodes:
         first = first_error_line(node.message) or node.status
         lines.append(f"FAILED {node.resource_type} {node.name}: {first}")
     for inv in outcome.invocations:
         if inv.error:
             lines.append(f"dbt error: {inv.error.splitlines()[0]}")
+    for note in getattr(outcome, "notes", []):
+        lines.append(f"note: {note}")
     if outcome.error:
         lines.append(f"error: {outcome.error}")
+    if getattr(outcome, "refused", None):
+        lines.append(f"refused: {outcome.refused}")
+        lines.append(f"REFUSED (exit {outcome.exit_code}) in {outcome.seconds:.1f} s")
+        return lines
     lines.append(f"{'OK' if outcome.exit_code == 0 else 'FAILED'} in {outcome.seconds:.1f} s")
     return lines
 
@@ -109,6 +137,8 @@ def print_outcome(console: Console, outcome, quiet: bool = False) -> None:
     if not quiet or outcome.invocations:
         console.print(summary_table(outcome))
     for line in outcome_lines(outcome):
-        if line.startswith(("stage ", "data tests", "quality", "skipped", "FAILED", "dbt error", "error", "OK")):
-            style = "red" if line.startswith(("FAILED", "dbt error", "error")) else None
+        if line.startswith(("stage ", "data tests", "quality", "skipped", "WARN", "FAILED", "dbt error", "error",
+                            "note", "refused", "REFUSED", "OK")):
+            style = ("red" if line.startswith(("FAILED", "dbt error", "error", "refused", "REFUSED"))
+                     else "yellow" if line.startswith("WARN") else None)
             console.print(line, style=style, highlight=False, markup=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -75,6 +76,11 @@ def test_embedded_server_starts_reports_and_stops(tmp_path):
         assert "embedded PostgreSQL" in started.stdout
         status = run("db", "status")
         assert "running" in status.stdout
+        connect = next(line for line in status.stdout.splitlines() if line.startswith("connect: psql "))
+        psql = shlex.split(connect.removeprefix("connect: "))
+        answer = subprocess.run(psql + ["-Atc", "select current_database()"], capture_output=True, text=True,
+                                timeout=60, env=env)
+        assert answer.returncode == 0 and answer.stdout.strip() == "barsmith", answer.stderr
         sample = tmp_path / "s.csv"
         loaded = run("sample", "--out", str(sample), "--end", "2025-01-31", "--years", "1", "--load")
         assert loaded.returncode == 0, loaded.stderr
@@ -84,6 +90,17 @@ def test_embedded_server_starts_reports_and_stops(tmp_path):
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     assert "stopped" in run("db", "status").stdout
     assert (Path(env["BARSMITH_STATE_DIR"]) / "pgdata" / "PG_VERSION").exists()
+
+
+def test_db_status_prints_a_psql_command_that_connects(database, monkeypatch):
+    monkeypatch.setenv("BARSMITH_DB_URL", database.url)
+    res = runner.invoke(app, ["db", "status"])
+    assert res.exit_code == 0, res.output
+    connect = next(line for line in res.output.splitlines() if line.startswith("connect: psql "))
+    answer = subprocess.run(shlex.split(connect.removeprefix("connect: ")) + ["-Atc", "select current_database()"],
+                            capture_output=True, text=True, timeout=60)
+    assert answer.returncode == 0 and answer.stdout.strip() == database.dbname, answer.stderr
+    assert "password" not in connect
 
 
 def test_mask_url_hides_passwords():

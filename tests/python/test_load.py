@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,3 +100,121 @@ def test_golden_input_loads_every_row(project, golden_dir):
     nulls = project.query("select count(*) filter (where timehigh is null), count(*) filter (where timelow is null) "
                           "from price_histories")[0]
     assert nulls[0] > 0 and nulls[1] > 0
+
+
+# ------------------------------------------------------------------ issue 18 item 5: strict, complete reports
+
+
+@pytest.mark.parametrize("value", ["1_000", " 1.5 ", "1.5 ", "0x10", "inf", "-Infinity", "1e999", "1,5", "+-1", "١٢"])
+def test_numbers_are_strict(project, tmp_path, value):
+    bad = write(tmp_path / "bad.csv", HEADER, row("2024-01-01", close=f'"{value}"'))
+    with pytest.raises(loadmod.LoadError) as exc:
+        project.load(bad)
+    assert f"line 2, column 'close': cannot parse {value!r} as double precision" in str(exc.value)
+
+
+@pytest.mark.parametrize("value, expected", [("-12.5e3", -12500.0), ("1.", 1.0), (".5", 0.5), ("7", 7.0),
+                                             ("1E+2", 100.0)])
+def test_plain_decimal_numbers_are_read(project, tmp_path, value, expected):
+    project.load(write(tmp_path / "ok.csv", HEADER, row("2024-01-01", close=value)))
+    assert project.query("select close from price_histories")[0][0] == expected
+
+
+@pytest.mark.parametrize("value", ["1_000", " 7", "0x1", "1.0"])
+def test_integer_ids_are_strict(project, tmp_path, value):
+    with pytest.raises(loadmod.LoadError, match=r"line 2, column 'id': cannot parse"):
+        project.load(write(tmp_path / "bad.csv", HEADER, row("2024-01-01", id_=f'"{value}"')))
+
+
+def test_non_utf8_and_nul_bytes_are_refused_with_file_and_line(project, tmp_path):
+    bad = tmp_path / "bytes.csv"
+    lines = [HEADER, row("2024-01-01"), row("2024-01-02").replace("Coin", "Co\xefn")]
+    data = ("\n".join(lines[:2]) + "\n").encode() + lines[2].encode("latin-1") + b"\n"
+    data += row("2024-01-03").replace("Coin", "Co\x00in").encode() + b"\n"
+    bad.write_bytes(data)
+    with pytest.raises(loadmod.LoadError) as exc:
+        project.load(bad)
+    assert exc.value.problems == [
+        f"{bad}: line 3, byte 5: 0xef is not UTF-8 (save the file as UTF-8)",
+        f"{bad}: line 4, byte 5: NUL byte (binary data?)",
+    ]
+    assert project.query("select to_regclass('public.price_histories')")[0][0] is None
+
+
+def test_every_malformed_line_is_reported_up_to_the_limit(project, tmp_path):
+    good = [row(f"2024-01-{d:02d}") for d in range(1, 4)]
+    bad_lines = [row(f"2024-02-{d:02d}", close="x") for d in range(1, 26)]  # 25 bad lines
+    bad = write(tmp_path / "many.csv", HEADER, *good, *bad_lines, row("2024-03-01", id_="y"))
+    other = write(tmp_path / "other.csv", HEADER, row("2024-04-01", close="1_0"))
+    with pytest.raises(loadmod.LoadError) as exc:
+        project.load(bad, other)
+    problems = exc.value.problems
+    assert len(problems) == loadmod.MAX_REPORTED + 2, "20 lines, the count of the rest, the other file"
+    assert problems[0].startswith(f"{bad}: line 5, column 'close': cannot parse 'x'")
+    assert problems[loadmod.MAX_REPORTED] == f"{bad}: and 6 more malformed line(s) (26 in all)"
+    assert problems[-1].startswith(f"{other}: line 2, column 'close': cannot parse '1_0'")
+
+
+def test_a_line_with_several_bad_fields_is_one_problem(project, tmp_path):
+    bad = write(tmp_path / "bad.csv", HEADER, row("2024-01-01", close="ten", id_="one"))
+    with pytest.raises(loadmod.LoadError) as exc:
+        project.load(bad)
+    (problem,) = exc.value.problems
+    assert problem.startswith(f"{bad}: line 2, column 'id': cannot parse 'one'")
+    assert "; column 'close': cannot parse 'ten'" in problem
+
+
+def test_a_utf8_byte_order_mark_is_accepted(project, tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + ("\n".join([HEADER, row("2024-01-01")]) + "\n").encode())
+    assert project.load(path).inserted == 1
+
+
+def test_nan_is_loaded_for_the_models_to_reject(project, tmp_path):
+    """NaN is not refused by the loader: the 1D model rejects such a row with a reason (one bad row
+    must not block the file); infinity is refused as out of range."""
+    project.load(write(tmp_path / "nan.csv", HEADER, row("2024-01-01", close="NaN")))
+    assert project.query("select close = 'NaN'::float8 from price_histories")[0][0]
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "driver.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL)
+
+
+def test_load_with_the_database_down_is_one_line_and_exit_1(tmp_path):
+    good = write(tmp_path / "good.csv", HEADER, row("2024-01-01"))
+    env = dict(os.environ, BARSMITH_DB_URL="postgresql://nobody:pw@127.0.0.1:1/none")
+    res = cli("load", str(good), env=env)
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error: cannot connect to PostgreSQL nobody@127.0.0.1:1/none")
+    assert lines[0].endswith("nothing was loaded")
+
+
+def test_cli_lists_every_problem_and_loads_nothing(database, tmp_path):
+    bad = write(tmp_path / "bad.csv", HEADER, row("2024-01-01", close="1_000"), row("2024-01-02", close=" 1.5 "))
+    env = dict(os.environ, BARSMITH_DB_URL=database.url)
+    res = cli("load", str(bad), env=env)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert res.stderr.splitlines() == [
+        f"refused: {bad}: line 2, column 'close': cannot parse '1_000' as double precision (not a plain decimal "
+        "number: no spaces, '_', hex or inf)",
+        f"refused: {bad}: line 3, column 'close': cannot parse ' 1.5 ' as double precision (not a plain decimal "
+        "number: no spaces, '_', hex or inf)",
+        "nothing was loaded",
+    ]
+
+
+def test_load_refused_by_the_database_is_one_line(database, tmp_path):
+    """An existing source table of another shape: the database's refusal, not a traceback."""
+    with database.connect() as conn:
+        conn.execute("create table price_histories (id int primary key, name text)")
+        conn.commit()
+    good = write(tmp_path / "good.csv", HEADER, row("2024-01-01"))
+    res = cli("load", str(good), env=dict(os.environ, BARSMITH_DB_URL=database.url))
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert res.stderr.startswith("error: the database refused the load into public.price_histories: ")
+    assert res.stderr.strip().endswith("nothing was loaded")

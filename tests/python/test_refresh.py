@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -89,7 +92,8 @@ def test_dry_run_full_refresh_with_ids_rebuilds_only_those_ids(monkeypatch):
     assert "--full-refresh" in res.output
 
 
-def test_refresh_writes_summary_and_daily_log(env, tmp_path):
+def test_refresh_writes_summary_and_daily_log(env, tmp_path, monkeypatch):
+    monkeypatch.setenv("DBT_LOG_PATH", str(tmp_path / "dbt-logs"))
     res = runner.invoke(app, ["refresh", "--bars"])
     assert res.exit_code == 0, res.output
     assert "barsmith refresh summary" in res.output and "price_bars_1d" in res.output
@@ -99,7 +103,14 @@ def test_refresh_writes_summary_and_daily_log(env, tmp_path):
     text = log_files[0].read_text()
     assert "refresh started" in text and "price_bars_1d" in text and "refresh finished: exit 0" in text
     assert "START sql barsmith_incremental model" in text, "dbt's per-node lines are in the log"
+    assert "OK created sql barsmith_incremental model" in text
+    assert "\x1b" not in text, "no terminal colour codes in the refresh log"
+    dbt_log = (tmp_path / "dbt-logs" / "dbt.log").read_text()
+    assert "OK created sql barsmith_incremental model" in dbt_log and "\x1b" not in dbt_log, "nor in dbt's own log"
     assert env.password == "" or env.password not in text
+    tests_line = res.output.split("data tests:")[1].split("\n")[0]
+    if " warn" in tests_line:
+        assert "WARN test " in res.output and " row(s)" in res.output, "warnings are named with their rows"
     shown = runner.invoke(app, ["logs", "-n", "5"])
     assert "refresh finished: exit 0" in shown.output
 
@@ -156,35 +167,111 @@ def test_all_stale_skips_the_ema_stage_with_a_warning(env):
     res = runner.invoke(app, ["refresh", "--all"])
     assert res.exit_code == 0, res.output
     assert "stage emas skipped: all ids stale" in res.output
+    assert "to build the EMAs anyway run: driver refresh --emas --skip-stale-check" in res.output
     res = runner.invoke(app, ["refresh", "--all", "--skip-stale-check"])
     assert "skipped" not in res.output
+    # the progress line counts over both stages, with an ETA from the previous run's times
+    counts = [(int(d), int(t), more) for d, t, more in re.findall(r"^\[\s*(\d+)/(\d+)(\+\?)?\]", res.output, re.M)]
+    assert counts and all(d <= t for d, t, _more in counts), counts
+    assert [d for d, _t, _m in counts] == list(range(1, len(counts) + 1))
+    assert counts[-1][0] == counts[-1][1] and not counts[-1][2], "the last line is N/N"
+    assert any(" emas " in line for line in res.output.splitlines() if line.startswith("[")), "the stage is named"
 
 
-def test_resume_reruns_what_failed(env, tmp_path):
-    runner.invoke(app, ["refresh", "--bars"])
-    sql(env, 'alter table price_histories rename column close to close_broken')
-    failed = runner.invoke(app, ["refresh", "--bars"])
+def runs_table(database) -> list[tuple]:
+    with database.connect() as conn:
+        return conn.execute("select run_id, status, failed_stage, remaining_stages, options, resumed_from "
+                            "from barsmith_refresh_runs order by run_id").fetchall()
+
+
+def test_resume_reruns_the_failed_run_of_this_database_with_its_options(env, server, golden_dir, monkeypatch):
+    assert runner.invoke(app, ["refresh", "--bars", "--quiet"]).exit_code == 0
+    sql(env, "alter table price_histories rename column close to close_broken")
+    failed = runner.invoke(app, ["refresh", "--all", "--skip-stale-check", "--tfs", "7D,1W_CAL_ISO",
+                                 "--periods", "10"])
     assert failed.exit_code == 1
     assert "FAILED" in failed.output and "close" in failed.output
-    state = json.loads((tmp_path / "state" / "last_refresh.json").read_text())
-    assert state["failed_stage"] == "bars"
-    sql(env, 'alter table price_histories rename column close_broken to close')
+    assert "run 2 failed in stage bars: driver refresh --resume re-runs bars, emas" in failed.output
+    (_id, status, failed_stage, remaining, options, _from) = runs_table(env)[-1]
+    assert (status, failed_stage, remaining) == ("failed", "bars", ["bars", "emas"])
+    assert options["skip_stale_check"] is True and options["filters"]["tfs"] == ["7D", "1W_CAL_ISO"]
+
+    # another database, green: its resume has nothing to do, and it does not touch the first one
+    from .helpers import drop_database, new_database
+    other = new_database(server)
+    try:
+        monkeypatch.setenv("BARSMITH_DB_URL", other.url)
+        assert runner.invoke(app, ["load", str(golden_dir / "price_histories.csv")]).exit_code == 0
+        assert runner.invoke(app, ["refresh", "--bars", "--quiet", "--tfs", "7D"]).exit_code == 0
+        there = runner.invoke(app, ["refresh", "--resume"])
+        assert there.exit_code == 0 and "nothing to resume: the last refresh on this database (run 1" in there.output
+        assert [r[1] for r in runs_table(other)] == ["success"], "a resume with nothing to do records no run"
+    finally:
+        drop_database(server, other)
+
+    monkeypatch.setenv("BARSMITH_DB_URL", env.url)
+    sql(env, "alter table price_histories rename column close_broken to close")
     resumed = runner.invoke(app, ["refresh", "--resume"])
     assert resumed.exit_code == 0, resumed.output
-    assert "stg_price_histories" in resumed.output
-    assert json.loads((tmp_path / "state" / "last_refresh.json").read_text())["failed_stage"] is None
+    assert "resuming run 2 (failed in stage bars): refresh --all --tfs 7D,1W_CAL_ISO --periods 10 " \
+           "--skip-stale-check, stages bars, emas" in resumed.output
+    assert "stg_price_histories" in resumed.output and "ema_multi_tf" in resumed.output
+    assert "stage emas skipped" not in resumed.output, "--skip-stale-check was kept: the stale golden ids get EMAs"
+    (_id, status, failed_stage, remaining, options, resumed_from) = runs_table(env)[-1]
+    assert (status, failed_stage, remaining, resumed_from) == ("success", None, [], 2)
+    assert options["skip_stale_check"] is True and options["filters"]["periods"] == [10]
+    with env.connect() as conn:
+        built = conn.execute("select distinct tf, period from ema_multi_tf order by 1, 2").fetchall()
+    assert built == [("1W_CAL_ISO", 10), ("7D", 10)] or built == [("7D", 10)], built
     again = runner.invoke(app, ["refresh", "--resume"])
     assert again.exit_code == 0 and "nothing to resume" in again.output
+
+
+def test_resume_with_other_options_is_a_usage_error(monkeypatch):
+    monkeypatch.setenv("BARSMITH_DB_URL", "postgresql://u@127.0.0.1:1/x")
+    res = runner.invoke(app, ["refresh", "--resume", "--all", "--ids", "1"])
+    assert res.exit_code == 2
+    assert "options it was started with" in res.output and "--all/--bars/--emas, --ids" in res.output
+
+
+def test_resume_on_a_database_without_runs_says_so(env):
+    res = runner.invoke(app, ["refresh", "--resume"])
+    assert res.exit_code == 1
+    assert "nothing recorded to resume" in res.output and "nothing to resume:" not in res.output
 
 
 def test_second_refresh_refuses_while_the_lock_is_held(env):
     with psycopg.connect(env.url, autocommit=True) as holder:
         holder.execute("select pg_advisory_lock(%s)", (lock.lock_key(env),))
-        res = runner.invoke(app, ["refresh", "--bars", "--lock-wait", "1"])
-        assert res.exit_code == 1
-        assert "another barsmith refresh is running" in res.output
+        from driver import runs
+        runs.ensure_table(holder, "public")
+        runs.start(holder, "public", ["bars", "emas"], {"stage": "all"}, None)
+        runs.stage_started(holder, "public", 1, "emas")
+        pid = holder.info.backend_pid
+        started = time.monotonic()
+        res = runner.invoke(app, ["refresh", "--bars", "--lock-wait", "2"])
+        assert time.monotonic() - started >= 2
+        assert res.exit_code == lock.EXIT_LOCKED == 3, res.output
+        assert "waiting up to 2 s for the refresh lock" in res.output
+        assert "held by run 1 (refresh --all, started" in res.output and "in stage emas" in res.output
+        assert f"backend pid {pid}" in res.output
+        assert "another barsmith refresh is running" in res.output and "REFUSED (exit 3)" in res.output
+        no_wait = runner.invoke(app, ["refresh", "--bars"])
+        assert no_wait.exit_code == 3 and "waiting" not in no_wait.output
     res = runner.invoke(app, ["refresh", "--bars"])
     assert res.exit_code == 0, res.output
+    assert "run 1 (started" in res.output and "did not finish" in res.output, \
+        "the holder's row, left running without the lock, is found interrupted"
+
+
+def test_a_waiting_refresh_runs_once_the_lock_is_free(env):
+    holder = psycopg.connect(env.url, autocommit=True)
+    holder.execute("select pg_advisory_lock(%s)", (lock.lock_key(env),))
+    threading.Timer(2.0, holder.close).start()
+    res = runner.invoke(app, ["refresh", "--bars", "--quiet", "--lock-wait", "60"])
+    assert res.exit_code == 0, res.output
+    log = next(Path(os.environ["BARSMITH_LOG_DIR"]).glob("refresh-*.log")).read_text()
+    assert "waiting up to 60 s for the refresh lock" in log and "lock acquired after waiting" in log
 
 
 def test_unreachable_database_is_critical(monkeypatch, tmp_path):
@@ -288,8 +375,90 @@ def test_freshness_command_reports_per_id_and_fails_on_stale_source(env):
     assert res.exit_code == 1, "the golden source is years old: stale"
     assert "source price_histories: error" in res.output
     for asset in ("1", "52", "825"):
-        assert f"│ {asset:>3}" in res.output or f" {asset} " in res.output
+        assert re.search(rf"^\s*{asset}\s+\d", res.output, re.M), f"a row for id {asset}"
     sql(env, "update price_histories set load_ts = now()")
     res = runner.invoke(app, ["freshness", "--ids", "1"])
     assert res.exit_code == 0, res.output
     assert "source price_histories: pass" in res.output
+
+
+# ------------------------------------------------------------------ --vars, paste-able dry runs (issue 17 part 3)
+
+
+@pytest.mark.parametrize("vars_, message", [
+    ("{nope: 1}", "--vars: unknown var 'nope'; dbt_project.yml declares: bars_daily_source, bars_tz"),
+    ("{asset_ids: [1]}", "--vars: asset_ids is set by the driver; use --ids instead"),
+    ("{timeframes: [7D]}", "use --tfs instead"),
+    ("{staleness_hours: 1}", "use --staleness-hours instead"),
+    ("{bars_daily_source: rawx}", "--vars bars_daily_source: 'rawx' is not bars_1d or raw"),
+    ("{bars_tz: Mars/Olympus}", "is not an IANA time zone"),
+    ("{ema_start_date: 2010-13-01}", "is not YYYY-MM-DD or ''"),
+    ("{lookback_days: -1}", "is not an integer >= 0"),
+    ("{build_work_mem: \"1GB'; drop table x; --\"}", "is not a memory size"),
+    ("[1, 2]", "--vars must be a mapping"),
+    ("{a: [}", "--vars is not valid YAML/JSON"),
+])
+def test_vars_are_checked_against_the_project(vars_, message, monkeypatch, tmp_path):
+    monkeypatch.setenv("BARSMITH_DB_URL", "postgresql://u@127.0.0.1:1/x")
+    monkeypatch.setenv("BARSMITH_LOG_DIR", str(tmp_path / "logs"))
+    for command in (["refresh", "--all"], ["validate"], ["freshness"]):
+        res = runner.invoke(app, [*command, "--vars", vars_])
+        assert res.exit_code == 2, (command, res.output)
+        assert message in res.output, (command, res.output)
+    assert not (tmp_path / "logs").exists()
+
+
+def test_vars_reach_dbt_yaml_or_json(monkeypatch):
+    monkeypatch.setenv("BARSMITH_DB_URL", "postgresql://u@127.0.0.1:1/x")
+    for text in ('{ema_start_date: "", bars_daily_source: raw}', '{"ema_start_date": "", "bars_daily_source": "raw"}'):
+        res = runner.invoke(app, ["refresh", "--all", "--dry-run", "--ids", "1", "--vars", text])
+        assert res.exit_code == 0, res.output
+        assert '"bars_daily_source": "raw"' in res.output and '"ema_start_date": ""' in res.output
+        assert '"asset_ids": [1]' in res.output
+
+
+def test_dry_run_commands_run_as_printed(env, tmp_path):
+    """Paste the dry run into a shell that has none of the driver's variables: dbt builds."""
+    res = runner.invoke(app, ["refresh", "--bars", "--dry-run", "--tfs", "7D", "--vars", "{lookback_days: 2}"])
+    assert res.exit_code == 0, res.output
+    script = res.output
+    assert "export BARSMITH_PGHOST=" in script and "BARSMITH_PGPASSWORD" not in script  # the test server has none
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("BARSMITH_", "PG", "DBT_"))}
+    clean.update(DBT_TARGET_PATH=str(tmp_path / "pasted-target"), DBT_LOG_PATH=str(tmp_path / "pasted-logs"))
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=clean, capture_output=True, text=True,
+                          timeout=600, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with env.connect() as conn:
+        tfs = conn.execute("select distinct tf from price_bars_multi_tf").fetchall()
+        bars = conn.execute("select count(*) from price_bars_1d").fetchone()[0]
+    assert tfs == [("7D",)] and bars > 0
+
+
+def test_dry_run_quotes_for_the_shell(monkeypatch):
+    monkeypatch.setenv("BARSMITH_DB_URL", "postgresql://u@127.0.0.1:1/x")
+    monkeypatch.setenv("PGOPTIONS", "-c statement_timeout=0")
+    res = runner.invoke(app, ["refresh", "--emas", "--dry-run", "--vars", "{bars_tz: America/New_York}"])
+    lines = [line for line in res.output.splitlines() if line and not line.startswith("#")]
+    env_line, dbt_line = lines
+    assert "PGOPTIONS='-c statement_timeout=0 -c jit=off'" in env_line
+    words = shlex.split(dbt_line, comments=True)
+    assert words[1] == "build" and words[words.index("--selector") + 1] == "emas"
+    assert json.loads(words[words.index("--vars") + 1])["bars_tz"] == "America/New_York"
+
+
+def test_source_table_from_vars_is_read_by_the_driver_and_dbt(env, golden_dir, monkeypatch):
+    monkeypatch.setenv("BARSMITH_SOURCE_TABLE", "my_prices")
+    assert runner.invoke(app, ["load", str(golden_dir / "price_histories.csv")]).exit_code == 0
+    monkeypatch.delenv("BARSMITH_SOURCE_TABLE")
+    sql(env, "drop table price_histories")
+    res = runner.invoke(app, ["refresh", "--bars", "--quiet", "--tfs", "7D", "--vars", "{source_table: my_prices}"])
+    assert res.exit_code == 0, res.output
+    with env.connect() as conn:
+        accounted = conn.execute("select (select count(*) from price_bars_1d) + "
+                                 "(select count(*) from price_bars_1d_rejects)").fetchone()[0]
+    assert accounted == 2401
+    again = runner.invoke(app, ["refresh", "--bars", "--quiet", "--tfs", "7D", "--vars", "{source_table: my_prices}"])
+    assert "data tests: skipped, nothing changed" in again.output, "the signature read the --vars source table"
+    fresh = runner.invoke(app, ["freshness", "--vars", "{source_table: my_prices}"])
+    assert re.search(r"^\s*825\s+\d", fresh.output, re.M), fresh.output
+    assert "does not exist" not in fresh.output
