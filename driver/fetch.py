@@ -40,6 +40,7 @@ from .providers.polygon import Polygon
 
 PROVIDERS = ("csv", "parquet", "cmc", "polygon")
 TS = SOURCE_COLUMNS.index("timestamp")
+DB_CONNECTIONS = 3  # pieces upserted side by side (each in its own transaction)
 
 
 class FetchError(ValueError):
@@ -165,8 +166,8 @@ def select_assets(options: FetchOptions, assets: dict[int, Asset], report: gapsm
                 raise FetchError(f"--symbols: {sym!r} is not in seeds/assets.csv")
             if by_symbol[sym.upper()] not in chosen:
                 chosen.append(by_symbol[sym.upper()])
-    if not chosen:
-        chosen = sorted(set(report.ids) | (set(assets) if options.refetch else set()))
+    if not chosen:  # every id with something to fetch: a gap, or (refetch) any known id
+        chosen = sorted(set(report.ids) | set(assets)) if options.refetch else sorted({g["id"] for g in report.gaps})
     calendar_of = {c["id"]: c["calendar"] for c in report.completeness}
     return [assets.get(i) or Asset(i, calendar=calendar_of.get(i, calendars.ALWAYS_OPEN)) for i in chosen]
 
@@ -270,7 +271,7 @@ class Runner:
                 text = text.replace(secret, "***")
         return mask_secrets(text)
 
-    async def _piece(self, piece: Piece, conn, db_lock: asyncio.Lock) -> None:
+    async def _piece(self, piece: Piece, pool: asyncio.Queue) -> None:
         started = time.monotonic()
         session = self.sessions.get(piece.provider)
         try:
@@ -283,12 +284,15 @@ class Runner:
             rows = prepare(records, piece, self.tz)
             piece.rows_kept = len(rows)
             if rows:
-                async with db_lock:
+                conn = await pool.get()  # one of a few connections, each used by one piece at a time
+                try:
                     t0 = time.monotonic()
                     piece.inserted, piece.updated = await asyncio.to_thread(
                         loadmod.upsert_rows, conn, self.options.source_schema, self.options.source_table,
-                        [(SOURCE_COLUMNS, rows)])
+                        [(SOURCE_COLUMNS, rows)], False)
                     self.db_seconds += time.monotonic() - t0
+                finally:
+                    pool.put_nowait(conn)
             piece.status = "loaded" if rows else "empty"
         except ProviderError as exc:
             piece.status = "failed"
@@ -302,9 +306,11 @@ class Runner:
         finally:
             piece.seconds = time.monotonic() - started
 
-    async def execute(self, pieces: list[Piece], conn) -> None:
+    async def execute(self, pieces: list[Piece], connections: list) -> None:
         semaphore = asyncio.Semaphore(max(self.options.max_concurrent, 1))
-        db_lock = asyncio.Lock()
+        pool: asyncio.Queue = asyncio.Queue()
+        for conn in connections:
+            pool.put_nowait(conn)
         progress = Progress(
             TextColumn("[bold]fetch[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("pieces, {task.fields[rows]:,} rows, {task.fields[failed]} failed"),
@@ -317,7 +323,7 @@ class Runner:
         async def one(piece: Piece, task) -> None:
             nonlocal rows, failed
             async with semaphore:
-                await self._piece(piece, conn, db_lock)
+                await self._piece(piece, pool)
             rows += piece.rows_kept if piece.status == "loaded" else 0
             failed += piece.status == "failed"
             progress.update(task, advance=1, rows=rows, failed=failed)
@@ -376,8 +382,14 @@ def run(connection: Connection, options: FetchOptions, console: Console | None =
     runner.open_sessions({p.provider for p in pieces})
     exec_started = time.monotonic()
     if pieces:
-        with connection.connect(autocommit=True) as conn:
-            asyncio.run(runner.execute(pieces, conn))
+        # the table exists (gapsmod.compute created it): the pieces' transactions only insert
+        connections = [connection.connect(autocommit=True)
+                       for _ in range(min(DB_CONNECTIONS, options.max_concurrent, len(pieces)))]
+        try:
+            asyncio.run(runner.execute(pieces, connections))
+        finally:
+            for conn in connections:
+                conn.close()
     fetch_wall = time.monotonic() - exec_started
     after: gapsmod.GapReport | None = None
     after_error = None

@@ -183,15 +183,19 @@ def load_files(connection: Connection, paths: list[Path], schema: str, table: st
                       unchanged=total - inserted - updated)
 
 
-def upsert_rows(conn, schema: str, table: str, batches: list[tuple[list[str], list[tuple]]]) -> tuple[int, int]:
+def upsert_rows(conn, schema: str, table: str, batches: list[tuple[list[str], list[tuple]]],
+                create: bool = True) -> tuple[int, int]:
     """Upsert already-typed rows (header = source column names) in one transaction on an open
     connection, with the load_ts rules of `driver load`; returns (inserted, updated).
 
-    Used by load_files and by `driver fetch` (one call per fetched chunk: nothing half-loaded).
+    Used by load_files and by `driver fetch` (one call per fetched chunk: nothing half-loaded;
+    fetch creates the table once and passes create=False: CREATE INDEX IF NOT EXISTS takes a
+    share lock, and two such transactions that then insert would deadlock).
     """
     ident = sql.Identifier(schema, table)
     with conn.transaction():
-        ensure_table(conn, schema, table)
+        if create:
+            ensure_table(conn, schema, table)
         conn.execute("create temp table barsmith_load (like {} including defaults) on commit drop".format(
             ident.as_string(conn)))
         conn.execute("alter table barsmith_load alter column load_ts drop not null")

@@ -119,39 +119,44 @@ class Provider(ABC):
 # ------------------------------------------------------------------ typing with the loader's rules
 
 
-def _typed(column: str, value: Any, origin: str) -> Any:
-    kind = loadmod.COLUMNS[column]
-    if value is None or (isinstance(value, str) and value == ""):
+def _check(kind: str, value: Any) -> Any:
+    """A value that is not text: checked against the column type (text goes through the loader's parser)."""
+    if kind == "integer":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected an integer, got {type(value).__name__}")
+        return loadmod._parse_int(str(value))
+    if kind == "double precision":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"expected a number, got {type(value).__name__}")
+        value = float(value)
+        if math.isinf(value):
+            raise ValueError("infinite")
+        return value
+    if kind == "timestamptz":
+        if not isinstance(value, datetime):
+            raise ValueError(f"expected an instant, got {type(value).__name__}")
+        return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    if kind == "date":
+        if isinstance(value, datetime) or not isinstance(value, date):
+            raise ValueError(f"expected a date, got {type(value).__name__}")
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, got {type(value).__name__}")
+    return value
+
+
+_KINDS = [(c, loadmod.COLUMNS[c], loadmod._PARSERS[loadmod.COLUMNS[c]]) for c in SOURCE_COLUMNS]
+
+
+def _typed(column: str, kind: str, parser, value: Any, origin: str) -> Any:
+    if value is None or value == "":
         return None
+    if type(value) is float and kind == "double precision" and not math.isinf(value):
+        return value  # the common case of JSON numbers, without the checks below
     try:
-        if isinstance(value, str):
-            return loadmod._PARSERS[kind](value)
-        if kind == "integer":
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"expected an integer, got {type(value).__name__}")
-            return loadmod._parse_int(str(value))
-        if kind == "double precision":
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"expected a number, got {type(value).__name__}")
-            value = float(value)
-            if math.isinf(value):
-                raise ValueError("infinite")
-            return value
-        if kind == "timestamptz":
-            if not isinstance(value, datetime):
-                raise ValueError(f"expected an instant, got {type(value).__name__}")
-            return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
-        if kind == "date":
-            if isinstance(value, datetime) or not isinstance(value, date):
-                raise ValueError(f"expected a date, got {type(value).__name__}")
-            return value
-        if kind == "text":
-            if not isinstance(value, str):
-                raise ValueError(f"expected text, got {type(value).__name__}")
-            return value
+        return parser(value) if isinstance(value, str) else _check(kind, value)
     except (ValueError, OverflowError, TypeError) as exc:
         raise loadmod.LoadError(f"{origin}, column {column!r}: cannot use {value!r} as {kind} ({exc})") from None
-    raise loadmod.LoadError(f"{origin}, column {column!r}: unsupported type {kind}")
 
 
 def typed_row(record: dict[str, Any], origin: str) -> tuple:
@@ -160,7 +165,8 @@ def typed_row(record: dict[str, Any], origin: str) -> tuple:
     unknown = [c for c in record if c not in loadmod.COLUMNS]
     if unknown:
         raise loadmod.LoadError(f"{origin}: unknown column {unknown[0]!r}")
-    row = tuple(_typed(c, record.get(c), origin) for c in SOURCE_COLUMNS)
+    get = record.get
+    row = tuple(_typed(c, kind, parser, get(c), origin) for c, kind, parser in _KINDS)
     for req in (*loadmod.REQUIRED, "name"):
         if row[SOURCE_COLUMNS.index(req)] is None:
             raise loadmod.LoadError(f"{origin}, column {req!r}: missing value (required)")

@@ -266,3 +266,33 @@ class FakeProviders:
                        datetime.fromisoformat(q["time_high"].replace("Z", "+00:00")),
                        datetime.fromisoformat(q["time_low"].replace("Z", "+00:00")), info["name"])
         return out
+
+
+def main() -> None:
+    """Serve in a process of its own (benchmarks/bench_fetch.py): prints its URL, stops on SIGTERM."""
+    import argparse
+    import signal
+    import sys
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--ids", type=int, required=True)
+    parser.add_argument("--first", type=date.fromisoformat, required=True)
+    parser.add_argument("--last", type=date.fromisoformat, required=True)
+    args = parser.parse_args()
+    fake = FakeProviders(args.key)
+    for i in range(1, args.ids + 1):
+        fake.add_crypto(i, f"Bench{i}", f"B{i}", args.first, args.last)
+    fake.start()
+    print(fake.url, flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5) and not sys.stdin.closed:
+            pass
+    finally:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()
