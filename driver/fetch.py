@@ -178,7 +178,13 @@ def plan(options: FetchOptions, chosen: list[Asset], report: gapsmod.GapReport, 
     pieces: list[Piece] = []
     skipped: list[dict[str, Any]] = []
     last_day = gapsmod.last_complete_day(report.as_of)
+    explicit = bool(options.ids or options.symbols)
+    with_bounds = set(report.ids)
     for asset in chosen:
+        if explicit and not options.refetch and asset.id not in with_bounds:
+            skipped.append({"id": asset.id, "reason": "no session expected: no row, no start_date in "
+                                                      "seeds/assets.csv and no --from"})
+            continue
         name = options.provider or asset.provider
         if not name:
             skipped.append({"id": asset.id, "reason": "no provider in seeds/assets.csv (pass --provider)"})

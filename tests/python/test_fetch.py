@@ -378,3 +378,10 @@ def test_cli_fetch_usage_errors(cli_db, fake, monkeypatch):
     res = runner.invoke(app, ["fetch", "--provider", "cmc", "--ids", "1", "--from", "2024-01-01"])
     assert res.exit_code == 2 and "CMC_PRO_API_KEY" in res.output and "nothing was fetched" in res.output
     assert fake.log == []
+
+
+def test_an_id_with_nothing_expected_is_named_not_fetched(db, fake):
+    result = fetchmod.run(db, options(ids=[999]))
+    assert result.exit_code == 0 and result.audit["summary"]["pieces"] == 0 and fake.log == []
+    assert result.audit["skipped_assets"] == [
+        {"id": 999, "reason": "no session expected: no row, no start_date in seeds/assets.csv and no --from"}]
