@@ -2,10 +2,10 @@
 DRIVER ?= .venv/bin/driver
 ARGS ?=
 
-.PHONY: bars emas daily-refresh validate dry-run clean-logs freshness test quickstart help
+.PHONY: bars emas daily-refresh validate dry-run clean-logs freshness test quickstart help nightly gaps
 
 help:
-	@echo "make bars | emas | daily-refresh | validate | dry-run | clean-logs | freshness | test | quickstart"
+	@echo "make bars | emas | daily-refresh | validate | dry-run | clean-logs | freshness | test | quickstart | nightly | gaps"
 
 bars:
 	$(DRIVER) refresh --bars $(ARGS)
@@ -33,3 +33,11 @@ test:
 
 quickstart:
 	./dev.sh quickstart
+
+# Issue 21: fetch what is missing (source_gaps), then refresh; the API keys come from the environment.
+FETCH_ARGS ?=
+nightly:
+	$(DRIVER) fetch --gaps --quiet $(FETCH_ARGS) && $(DRIVER) refresh --all --quiet $(ARGS)
+
+gaps:
+	$(DRIVER) gaps $(ARGS)

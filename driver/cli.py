@@ -397,6 +397,12 @@ def logs_cmd(lines: int = typer.Option(50, "--lines", "-n", min=1, help="How man
         console.print(line, highlight=False, markup=False)
 
 
+# issue 21: fetch, gaps, audit (their commands live in driver/ingest_cli.py)
+from .ingest_cli import register as _register_ingest  # noqa: E402
+
+_register_ingest(app)
+
+
 def main() -> None:  # pragma: no cover (exercised through subprocess tests)
     """The `driver` command: the Typer app, with any unexpected error printed without a secret."""
     try:

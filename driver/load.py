@@ -271,46 +271,59 @@ def load_files(connection: Connection, paths: list[Path], schema: str, table: st
     if problems:
         raise LoadError(problems)
 
-    ident = sql.Identifier(schema, table)
     with connection.connect() as conn:
-        with conn.transaction():
-            ensure_table(conn, schema, table)
-            conn.execute(sql.SQL("create temp table barsmith_load (like {} including defaults) on commit drop")
-                         .format(ident))
-            conn.execute("alter table barsmith_load alter column load_ts drop not null")
-            conn.execute("alter table barsmith_load alter column name drop not null")
-            for _path, header, rows in parsed:
-                copy_sql = sql.SQL("copy barsmith_load ({}) from stdin").format(
-                    sql.SQL(", ").join(map(sql.Identifier, header))
-                )
-                with conn.cursor().copy(copy_sql) as copy:
-                    for row in rows:
-                        copy.write_row(row)
-            cols = list(COLUMNS)
-            col_list = sql.SQL(", ").join(map(sql.Identifier, cols))
-            changed = sql.SQL(" or ").join(
-                sql.SQL("t.{c} is distinct from excluded.{c}").format(c=sql.Identifier(c)) for c in COMPARED
-            )
-            upsert = sql.SQL(
-                "insert into {ident} as t ({cols}) "
-                "select {select} from barsmith_load "
-                'on conflict (id, "timestamp") do update set {sets}, load_ts = now() '
-                "where {changed} "
-                "returning (xmax = 0) as inserted"
-            ).format(
-                ident=ident,
-                cols=col_list,
-                select=sql.SQL(", ").join(
-                    sql.SQL("coalesce(load_ts, now())") if c == "load_ts" else sql.Identifier(c) for c in cols
-                ),
-                sets=sql.SQL(", ").join(
-                    sql.SQL("{c} = excluded.{c}").format(c=sql.Identifier(c)) for c in COMPARED
-                ),
-                changed=changed,
-            )
-            flags = [r[0] for r in conn.execute(upsert).fetchall()]
+        inserted, updated = upsert_rows(conn, schema, table, [(header, rows) for _p, header, rows in parsed])
     total = sum(len(rows) for _p, _h, rows in parsed)
-    inserted = sum(1 for f in flags if f)
-    updated = len(flags) - inserted
     return LoadResult(files=len(parsed), rows_read=total, inserted=inserted, updated=updated,
                       unchanged=total - inserted - updated)
+
+
+def upsert_rows(conn, schema: str, table: str, batches: list[tuple[list[str], list[tuple]]],
+                create: bool = True) -> tuple[int, int]:
+    """Upsert already-typed rows (header = source column names) in one transaction on an open
+    connection, with the load_ts rules of `driver load`; returns (inserted, updated).
+
+    Used by load_files and by `driver fetch` (one call per fetched chunk: nothing half-loaded;
+    fetch creates the table once and passes create=False: CREATE INDEX IF NOT EXISTS takes a
+    share lock, and two such transactions that then insert would deadlock).
+    """
+    ident = sql.Identifier(schema, table)
+    with conn.transaction():
+        if create:
+            ensure_table(conn, schema, table)
+        conn.execute(sql.SQL("create temp table barsmith_load (like {} including defaults) on commit drop")
+                     .format(ident))
+        conn.execute("alter table barsmith_load alter column load_ts drop not null")
+        conn.execute("alter table barsmith_load alter column name drop not null")
+        for header, rows in batches:
+            copy_sql = sql.SQL("copy barsmith_load ({}) from stdin").format(
+                sql.SQL(", ").join(map(sql.Identifier, header))
+            )
+            with conn.cursor().copy(copy_sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        cols = list(COLUMNS)
+        col_list = sql.SQL(", ").join(map(sql.Identifier, cols))
+        changed = sql.SQL(" or ").join(
+            sql.SQL("t.{c} is distinct from excluded.{c}").format(c=sql.Identifier(c)) for c in COMPARED
+        )
+        upsert = sql.SQL(
+            "insert into {ident} as t ({cols}) "
+            "select {select} from barsmith_load "
+            'on conflict (id, "timestamp") do update set {sets}, load_ts = now() '
+            "where {changed} "
+            "returning (xmax = 0) as inserted"
+        ).format(
+            ident=ident,
+            cols=col_list,
+            select=sql.SQL(", ").join(
+                sql.SQL("coalesce(load_ts, now())") if c == "load_ts" else sql.Identifier(c) for c in cols
+            ),
+            sets=sql.SQL(", ").join(
+                sql.SQL("{c} = excluded.{c}").format(c=sql.Identifier(c)) for c in COMPARED
+            ),
+            changed=changed,
+        )
+        flags = [r[0] for r in conn.execute(upsert).fetchall()]
+    inserted = sum(1 for f in flags if f)
+    return inserted, len(flags) - inserted

@@ -1,0 +1,1 @@
+"""Data providers of `driver fetch` (one module each behind driver.providers.base.Provider)."""
