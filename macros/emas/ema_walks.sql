@@ -37,10 +37,12 @@
 {% endmacro %}
 
 {#- Resume state per series, read from the target itself (emas.md OP-15: no state kept
-    elsewhere): ids in 'append' mode continue after their last stored row; every other series (new,
-    or an id to rebuild) starts from scratch. Two index probes per series: its last row and its
-    last canonical row (roll = false; in the dual families roll_bar = roll, so the same row holds
-    the last canonical ema_bar).
+    elsewhere): for an id in 'append' or 'range' mode each series continues after its last stored
+    row before the range's first changed instant (every value before that instant depends only on
+    inputs before it: the closes and spine rows a correction at that instant leaves alone); a
+    series without such a row, and every series of an id to rebuild, starts from scratch. Two
+    index probes per series: its last row and its last canonical row before that instant (roll =
+    false; in the dual families roll_bar = roll, so the same row holds the last canonical ema_bar).
     kind: 'preview' (multi_tf: E = E* = last canonical ema), 'daily' (v2: e = last ema),
     'dual' (cal, cal_anchor: E = last canonical ema_bar). -#}
 {% macro ema_series_state(series, kind) %}
@@ -63,12 +65,14 @@
                     c.d1_bar as c_d1b
                 {%- endif %}
             from {{ series }} as sp
-            inner join {{ barsmith_ranges() }} as r on sp.id = r.id and r.mode = 'append'
+            inner join {{ barsmith_ranges() }} as r on sp.id = r.id and r.mode in ('append', 'range')
             inner join lateral (
-                {{ ema_last_target_row('sp', ['ts', 'ema', 'd1_roll'] + (['ema_bar', 'd1_roll_bar'] if dual else []), 'true') }}
+                {{ ema_last_target_row('sp', ['ts', 'ema', 'd1_roll'] + (['ema_bar', 'd1_roll_bar'] if dual else []),
+                                       't.ts < r.from_ts') }}
             ) as l on true
             left join lateral (
-                {{ ema_last_target_row('sp', ['ema', 'd1'] + (['ema_bar', 'd1_bar'] if dual else []), 'not t.roll') }}
+                {{ ema_last_target_row('sp', ['ema', 'd1'] + (['ema_bar', 'd1_bar'] if dual else []),
+                                       'not t.roll and t.ts < r.from_ts') }}
             ) as c on true
         ),
 

@@ -340,3 +340,29 @@ def test_ema_rejects_are_point_in_time_verdicts(golden_build, table):
     assert not mismatches, mismatches[:5]
     assert (df["expected"] == "out_of_statistical_bounds").sum() > 0, "rule 5 fires on this data"
     assert len(df) > 40000
+
+
+def test_a_correction_rewrites_the_emas_from_the_corrected_day_only(project, golden_dir):
+    """A corrected close (not an inserted or deleted day) leaves every EMA row before it alone: the
+    series resume from their stored rows before that day, and the tables still equal a full
+    refresh."""
+    tables = ["ema_multi_tf", "ema_multi_tf_v2", "ema_multi_tf_cal_us", "ema_multi_tf_cal_anchor_iso"]
+    select = " ".join("+" + t for t in tables)
+    project.load(golden_dir / "price_histories.csv")
+    project.dbt(["seed"])
+    project.run(select)
+    day = project.query("select max(\"timestamp\") - interval '40 days' from price_histories where id = 52")[0][0]
+    project.execute("update price_histories set close = close * 1.01, load_ts = now() where id = 52 and "
+                    "\"timestamp\" = (select max(\"timestamp\") from price_histories where id = 52 and \"timestamp\" <= %s)",
+                    [day])
+    fixed = project.query("select max(\"timestamp\") from price_histories where id = 52 and \"timestamp\" <= %s", [day])[0][0]
+    project.run(select)
+    for table in tables:
+        first = project.query("select min(from_ts), count(distinct id) from barsmith_changes where model = %s "
+                              "and not full_build", [table])
+        assert first[0][0] is not None and first[0][0] >= fixed - pd.Timedelta(days=1) and first[0][1] == 1, \
+            (table, first, fixed)
+    incremental = {t: table_rows(project, t, KEYS, exclude=["ingested_at"]) for t in tables}
+    project.run(select, full_refresh=True)
+    for table in tables:
+        assert table_rows(project, table, KEYS, exclude=["ingested_at"]) == incremental[table], table
