@@ -218,7 +218,10 @@ def refresh_cmd(
     resume: bool = typer.Option(False, "--resume", help="Re-run the last failed or unfinished refresh of this database "
                                 "from the stage it stopped in, with the options it was started with."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the dbt commands (paste-able); touch no database."),
-    continue_on_error: bool = typer.Option(False, "--continue-on-error", help="Run the EMA stage even if bars failed."),
+    continue_on_error: bool = typer.Option(
+        False, "--continue-on-error",
+        help="Kept for old scripts: a refresh is one dbt build, which always runs every model whose upstream "
+             "succeeded and skips the others (--fail-fast stops at the first failure)."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop a stage at its first failing node."),
     quiet: bool = typer.Option(False, "--quiet", help="Only the summary and errors (cron friendly)."),
     verbose: bool = typer.Option(False, "--verbose", help="Stream dbt's own output."),
@@ -322,8 +325,6 @@ def _print_dry_run(options: refreshmod.RefreshOptions) -> None:
     dbt = str(dbt_exe) if dbt_exe.exists() else "dbt"
     for stage, line in zip(options.stages, refreshmod.plan(options)):
         text = shlex.join([dbt] + line[1:])
-        if stage == "emas" and not options.skip_stale_check:
-            text += "   # the driver first narrows asset_ids to the fresh ids (freshness gate)"
         console.print(text, highlight=False, markup=False, soft_wrap=True)
     console.print("# dry run: nothing executed, no database touched", highlight=False, markup=False)
 

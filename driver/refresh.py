@@ -1,4 +1,6 @@
-"""The daily refresh (refresh.md §5, §11): bars -> freshness gate -> EMAs, one dbt call per stage.
+"""The daily refresh (refresh.md §5, §11): one `dbt build` for the whole refresh (bars, EMAs and their
+scoped data tests; the freshness gate is part of the EMA models: stale ids wait, see
+macros/incremental/ranges.sql), or one stage with --bars / --emas.
 
 Every run that gets the lock is recorded in the database it runs on (driver/runs.py); `--resume`
 re-runs the newest unfinished or failed run of THAT database from the stage it failed in, with
@@ -8,7 +10,6 @@ costs what is left to do). Functions here return data; cli.py prints it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,6 +29,8 @@ from .filters import Filters
 from .lock import EXIT_LOCKED, LockBusy, refresh_lock
 
 STAGES = ("bars", "emas")
+# the dbt selector of each stage a run can be ("all" is the whole refresh in one invocation)
+SELECTORS = {"all": "daily_refresh", "bars": "bars", "emas": "emas"}
 # Options a run is recorded with, and that --resume re-runs it with.
 RECORDED = ("stage", "filters", "full_refresh", "continue_on_error", "fail_fast", "skip_stale_check",
             "staleness_hours", "source_vars", "user_vars")
@@ -50,12 +53,10 @@ class RefreshOptions:
     lock_wait: float = 0.0
     source_vars: dict[str, str] = field(default_factory=dict)
     user_vars: dict[str, Any] = field(default_factory=dict)  # --vars, checked by config.check_vars
-    # set by run(): nothing changed since the last green refresh, so data tests and seeds are skipped
-    unchanged: bool = False
 
     @property
     def stages(self) -> list[str]:
-        return list(STAGES) if self.stage == "all" else [self.stage]
+        return [self.stage]
 
     def recorded(self) -> dict[str, Any]:
         data = asdict(self)
@@ -69,7 +70,7 @@ class RefreshOptions:
                           for k, v in source.items()}
         filters = filtersmod.from_recorded(recorded.get("filters") or {})
         return RefreshOptions(
-            stage=recorded.get("stage") if recorded.get("stage") in ("all", *STAGES) else "all", filters=filters,
+            stage=recorded.get("stage") if recorded.get("stage") in SELECTORS else "all", filters=filters,
             full_refresh=bool(recorded.get("full_refresh")), resume=True,
             continue_on_error=bool(recorded.get("continue_on_error")), fail_fast=bool(recorded.get("fail_fast")),
             quiet=self.quiet, verbose=self.verbose, skip_stale_check=bool(recorded.get("skip_stale_check")),
@@ -135,7 +136,7 @@ class RefreshOutcome:
     run_id: int | None = None
     resumed_from: int | None = None
     options: RefreshOptions | None = None  # the options the run used (a resume: the original ones)
-    tests_skipped: str | None = None  # why the data tests did not run
+    waiting: dict[str, list[int]] = field(default_factory=dict)  # model -> ids waiting for an upstream
     started: float = field(default_factory=time.monotonic)
     seconds: float = 0.0
 
@@ -162,22 +163,20 @@ class RefreshOutcome:
         return 0
 
 
-def stage_vars(options: RefreshOptions, stage: str, fresh_ids: list[int] | None = None) -> dict[str, object]:
+def stage_vars(options: RefreshOptions, stage: str) -> dict[str, object]:
     out: dict[str, object] = dict(options.source_vars)
     out.update(options.user_vars)
     out.update(options.filters.dbt_vars())
     out["staleness_hours"] = options.staleness_hours
+    if options.skip_stale_check:
+        out["skip_stale_check"] = True
     if options.full_refresh and options.filters.ids:
         out["rebuild_ids"] = options.filters.ids
-    if stage == "emas" and fresh_ids is not None:
-        out["asset_ids"] = fresh_ids
     return out
 
 
 def stage_extra(options: RefreshOptions, stage: str) -> list[str]:
-    extra = ["--selector", stage]
-    if options.unchanged:
-        extra += ["--exclude-resource-type", "test", "--exclude-resource-type", "seed"]
+    extra = ["--selector", SELECTORS[stage]]
     if options.full_refresh and not options.filters.ids:
         extra.append("--full-refresh")
     if options.fail_fast:
@@ -189,86 +188,33 @@ def stage_extra(options: RefreshOptions, stage: str) -> list[str]:
 
 def plan(options: RefreshOptions) -> list[list[str]]:
     """The dbt command lines a refresh runs (what --dry-run prints); touches no database."""
-    lines = []
-    for stage in options.stages:
-        lines.append(["dbt"] + command_line(["build"], stage_vars(options, stage), stage_extra(options, stage)))
-    return lines
+    return [["dbt"] + command_line(["build"], stage_vars(options, stage), stage_extra(options, stage))
+            for stage in options.stages]
 
 
 # ------------------------------------------------------------------ freshness gate
 
 
-def read_freshness(connection: Connection, ids: list[int] | None, staleness_hours: float) -> list[tuple]:
-    """(id, reason, staleness_hours) per id from the asset_freshness view, requested ids included."""
+def stale_details(connection: Connection, ids: list[int]) -> list[StaleId]:
+    """The ids the EMA models left waiting as stale, with their age (asset_freshness)."""
+    if not ids:
+        return []
     with connection.connect() as conn:
-        if not relation_exists(conn, connection.schema, "asset_freshness"):
-            return [(i, "no_bars", None) for i in ids or []]
-        rows = conn.execute(
-            sql.SQL("select id, last_bar_ts, extract(epoch from now() - last_bar_ts) / 3600.0 "
-                    "from {} order by id").format(sql.Identifier(connection.schema, "asset_freshness"))
-        ).fetchall()
-    out = []
-    seen = set()
-    for id_, last, hours in rows:
-        if ids is not None and id_ not in ids:
-            continue
-        seen.add(id_)
-        if last is None:
-            out.append((id_, "no_bars", None))
-        else:
-            out.append((id_, "fresh" if float(hours) <= staleness_hours else "stale", round(float(hours), 1)))
-    for id_ in ids or []:
-        if id_ not in seen:
-            out.append((id_, "no_bars", None))
-    return out
+        rows = {}
+        if relation_exists(conn, connection.schema, "asset_freshness"):
+            rows = {i: h for i, h in conn.execute(
+                sql.SQL("select id, extract(epoch from now() - last_bar_ts) / 3600.0 from {} where id = any(%s)")
+                .format(sql.Identifier(connection.schema, "asset_freshness")), (ids,)).fetchall()}
+    return [StaleId(i, "stale", round(float(rows[i]), 1) if rows.get(i) is not None else None) for i in sorted(ids)]
 
 
-def freshness_gate(connection: Connection, options: RefreshOptions) -> tuple[list[int] | None, list[StaleId]]:
-    """Fresh ids for the EMA stage (None = no narrowing) and the ids skipped."""
-    states = read_freshness(connection, options.filters.ids, options.staleness_hours)
-    stale = [StaleId(i, r, h) for i, r, h in states if r != "fresh"]
-    fresh = [i for i, r, _h in states if r == "fresh"]
-    if not stale and options.filters.ids is None:
-        return None, []
-    return fresh, stale
-
-
-def all_stale_message(options: RefreshOptions) -> str:
-    return (f"all ids stale: no id has a bar newer than {options.staleness_hours:g} h (historical data?); "
-            "to build the EMAs anyway run: driver refresh --emas --skip-stale-check "
+def stale_message(options: RefreshOptions, stale: list[StaleId]) -> str:
+    return (f"{len(stale)} id(s) have no bar newer than {options.staleness_hours:g} h (historical data?): "
+            "their EMAs wait; to build them anyway run: driver refresh --emas --skip-stale-check "
             "(or raise --staleness-hours)")
 
 
 # ------------------------------------------------------------------ bookkeeping
-
-PROJECT_INPUTS = ("models", "macros", "seeds", "tests/data", "dbt_project.yml", "selectors.yml")
-
-
-def run_signature(connection: Connection, options: RefreshOptions) -> str:
-    """What a refresh's result depends on: database, options, project files and the source rows
-    (count, newest load_ts and the sum of the timestamps catch appends, updates and deletions).
-    Equal to the signature of the last green refresh = nothing to rebuild and nothing to re-test."""
-    digest = hashlib.sha256()
-    digest.update(json.dumps({
-        "db": connection.display,
-        "schema": connection.schema,
-        "options": options.recorded(),
-    }, sort_keys=True, default=str).encode())
-    for name in PROJECT_INPUTS:
-        root = PROJECT_DIR / name
-        for path in sorted([root] if root.is_file() else root.rglob("*")):
-            if path.is_file():
-                digest.update(str(path.relative_to(PROJECT_DIR)).encode())
-                digest.update(path.read_bytes())
-    schema, table = options.source()
-    with connection.connect() as conn:
-        row = conn.execute(
-            sql.SQL('select count(*), max(load_ts), sum(extract(epoch from "timestamp")), max("timestamp") '
-                    "from {}").format(sql.Identifier(schema, table))
-        ).fetchone()
-    digest.update(repr(row).encode())
-    return digest.hexdigest()
-
 
 def _collect_run_log(connection: Connection, since: datetime, outcome: RefreshOutcome) -> None:
     with connection.connect() as conn:
@@ -279,11 +225,19 @@ def _collect_run_log(connection: Connection, since: datetime, outcome: RefreshOu
             .format(sql.Identifier(connection.schema, "barsmith_run_log")),
             (since,),
         ).fetchall()
+    stale: set[int] = set()
     for model, written, counts in rows:
         outcome.rows_written[model] = outcome.rows_written.get(model, 0) + int(written or 0)
         bucket = outcome.quality.setdefault(model, {})
         for key, value in (counts or {}).items():
-            bucket[key] = bucket.get(key, 0) + int(value)
+            if key == "stale_ids":
+                stale.update(int(i) for i in value or [])
+            elif key == "upstream_ids":
+                if value:
+                    outcome.waiting[model] = sorted(int(i) for i in value)
+            elif isinstance(value, (int, float)):
+                bucket[key] = bucket.get(key, 0) + int(value)
+    outcome.stale = stale_details(connection, sorted(stale))
 
 
 def _alerts_for(outcome: RefreshOutcome) -> list[alertmod.Alert]:
@@ -305,6 +259,10 @@ def _alerts_for(outcome: RefreshOutcome) -> list[alertmod.Alert]:
     if outcome.stale:
         out.append(alertmod.Alert("WARNING", f"{len(outcome.stale)} id(s) skipped for EMAs (stale)",
                                   [f"id {s.id}: {s.reason}" for s in outcome.stale[:5]]))
+    if outcome.waiting:
+        out.append(alertmod.Alert("WARNING", "ids wait for their bars (an earlier run built only some of them)",
+                                  [f"{model}: ids {', '.join(map(str, ids[:10]))}"
+                                   for model, ids in list(outcome.waiting.items())[:5]]))
     if not out:
         total = sum(outcome.rows_written.values())
         out.append(alertmod.Alert("INFO", "barsmith refresh OK", [f"{total:,} rows written"]))
@@ -427,18 +385,6 @@ def _run_locked(connection, lock_conn, options: RefreshOptions, outcome: Refresh
                 + f"): {options.describe()}, stages {', '.join(stages)}")
         say("INFO", note)
 
-    signature = None
-    if not options.resume and not options.full_refresh:
-        try:
-            signature = run_signature(connection, options)
-        except (DatabaseError, psycopg.Error) as exc:  # e.g. no source table yet: dbt reports it properly
-            log("DEBUG", f"no run signature: {mask_secrets(str(exc).strip())}")
-        if signature is not None and last and last["status"] == runs.SUCCESS and last["signature"] == signature:
-            options.unchanged = True
-            outcome.tests_skipped = (f"nothing changed since the last green refresh "
-                                     f"({last['finished_at']:%Y-%m-%d %H:%M:%S} UTC)")
-            log("INFO", outcome.tests_skipped + ": models run, data tests and seeds skipped")
-
     run_id = record(runs.start, stages, options.recorded(), outcome.resumed_from)
     outcome.run_id = run_id
     log("INFO", f"run {run_id} recorded in {schema}.{runs.TABLE}: {options.describe()}")
@@ -455,22 +401,9 @@ def _run_locked(connection, lock_conn, options: RefreshOptions, outcome: Refresh
         for stage in stages:
             current = stage
             record(runs.stage_started, run_id, stage)
-            fresh = None
-            if stage == "emas" and not options.skip_stale_check:
-                fresh, stale = freshness_gate(connection, options)
-                outcome.stale = stale
-                for s in stale:
-                    log("WARNING", f"id {s.id} skipped for EMAs: {s.reason}"
-                        + (f" ({s.staleness_hours} h old)" if s.staleness_hours is not None else ""))
-                if fresh is not None and not fresh:
-                    outcome.stages.append(StageResult("emas", skipped=all_stale_message(options)))
-                    log("WARNING", "EMA stage skipped: " + all_stale_message(options))
-                    if progress is not None:
-                        progress.skip_stage("emas")
-                    continue
             if progress is not None:
                 progress.begin_stage(stage)
-            dbt_vars = stage_vars(options, stage, fresh)
+            dbt_vars = stage_vars(options, stage)
             log("INFO", "dbt " + " ".join(command_line(["build"], dbt_vars, stage_extra(options, stage))))
             inv = invoke(connection, ["build"], dbt_vars, stage_extra(options, stage), callbacks)
             if progress is not None:
@@ -492,7 +425,6 @@ def _run_locked(connection, lock_conn, options: RefreshOptions, outcome: Refresh
                mask_secrets(f"{type(exc).__name__}: {exc}")[:2000])
         raise
     ok = failed_stage is None and all(inv.success for inv in outcome.invocations)
-    complete = ok and len(outcome.invocations) == len(stages) and not outcome.stale
     remaining = [] if ok else stages[stages.index(failed_stage):]
     message = None
     if not ok:
@@ -500,8 +432,8 @@ def _run_locked(connection, lock_conn, options: RefreshOptions, outcome: Refresh
         dbt_error = next((inv.error for inv in outcome.invocations if inv.error), None)
         message = (f"{first.name}: {first_error_line(first.message) or first.status}" if first
                    else (dbt_error or "dbt failed"))[:2000]
-    record(runs.finish, run_id, runs.SUCCESS if ok else runs.FAILED, failed_stage, remaining,
-           signature if complete else None, timings, message)
+    record(runs.finish, run_id, runs.SUCCESS if ok else runs.FAILED, failed_stage, remaining, None, timings,
+           message)
     if not ok:
         note = f"run {run_id} failed in stage {failed_stage}: driver refresh --resume re-runs {', '.join(remaining)}"
         outcome.notes.append(note)

@@ -103,13 +103,21 @@ def outcome_lines(outcome) -> list[str]:
         lines.append(f"{stage:5} {name:45} {status:8} rows={'' if written is None else written} {secs:.1f}s")
     counts = test_counts(outcome.invocations)
     if counts:
-        lines.append("data tests: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
-    elif getattr(outcome, "tests_skipped", None):
-        lines.append(f"data tests: skipped, {outcome.tests_skipped}")
+        lines.append("data tests: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+                     + " (of the rows this run wrote; driver validate checks whole tables)")
     lines += ["quality (rows written this run): " + q for q in quality_lines(outcome)]
     for s in outcome.stale:
         lines.append(f"skipped for EMAs: id {s.id} ({s.reason}"
                      + (f", {s.staleness_hours} h" if s.staleness_hours is not None else "") + ")")
+    if outcome.stale and outcome.options is not None:
+        from .refresh import stale_message  # noqa: PLC0415 (refresh imports this module)
+
+        lines.append("note: " + stale_message(outcome.options, outcome.stale))
+    for model, ids in getattr(outcome, "waiting", {}).items():
+        lines.append(f"waiting: {model}: ids {', '.join(map(str, ids[:20]))}"
+                     + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
+                     + " wait for their bars (a filtered run built only some timeframes); the next full refresh"
+                       " run builds them")
     for st in outcome.stages:
         if st.skipped:
             lines.append(f"stage {st.stage} skipped: {st.skipped}")
@@ -137,8 +145,8 @@ def print_outcome(console: Console, outcome, quiet: bool = False) -> None:
     if not quiet or outcome.invocations:
         console.print(summary_table(outcome))
     for line in outcome_lines(outcome):
-        if line.startswith(("stage ", "data tests", "quality", "skipped", "WARN", "FAILED", "dbt error", "error",
-                            "note", "refused", "REFUSED", "OK")):
+        if line.startswith(("stage ", "data tests", "quality", "skipped", "waiting", "WARN", "FAILED", "dbt error",
+                            "error", "note", "refused", "REFUSED", "OK")):
             style = ("red" if line.startswith(("FAILED", "dbt error", "error", "refused", "REFUSED"))
                      else "yellow" if line.startswith("WARN") else None)
             console.print(line, style=style, highlight=False, markup=False)

@@ -20,6 +20,8 @@
     Readiness (config `waits_for`): an id whose upstream model has not yet consumed the id's
     current input (for the parts this model reads) waits: it is left out of the ranges, its rows
     and fingerprint stay as they are, and a later run picks it up once the upstream caught up.
+    Freshness gate (config `defer_stale_ids`, incremental runs): an id whose newest input instant
+    is older than var staleness_hours waits likewise, unless var skip_stale_check.
     range_mode 'series' (config): any change at or before the last seen instant rebuilds the id
     (models that replay each series from its start, the EMAs). -#}
 
@@ -273,11 +275,14 @@
 {% macro barsmith_set_aside_waiting_ids(full) %}
     {%- set upstreams = config.get('waits_for', []) -%}
     drop table if exists {{ barsmith_waiting() }};
-    create temp table {{ adapter.quote(this.identifier ~ '__waiting') }} (id integer primary key) on commit drop;
+    create temp table {{ adapter.quote(this.identifier ~ '__waiting') }} (
+        id integer primary key,
+        reason text not null
+    ) on commit drop;
     {% for upstream in upstreams %}
         {%- set node = barsmith_node_config(upstream) -%}
         {%- set tf_column = barsmith_part_column(node) -%}
-        insert into {{ barsmith_waiting() }} (id)
+        insert into {{ barsmith_waiting() }} (id, reason)
         with upstream_input as (
             {% if node.get('input') == config.get('input') %}
                 select distinct id, n_rows, sum_epoch, min_ts, max_ts, max_changed_at
@@ -299,7 +304,9 @@
             {% endif %}
         )
 
-        select distinct r.id
+        select distinct
+            r.id,
+            'upstream'
         from (select distinct id from {{ barsmith_ranges() }}) as r
         cross join upstream_parts as p
         left join upstream_input as i on r.id = i.id
@@ -320,6 +327,17 @@
             and exists (select 1 from {{ barsmith_ranges() }} as x where x.id = r.id and x.n_rows is not null)
         on conflict (id) do nothing;
     {% endfor %}
+    {% if config.get('defer_stale_ids') and not full and not var('skip_stale_check', false) %}
+        -- the freshness gate (refresh.md §6): an id whose newest input instant is older than
+        -- var staleness_hours waits (var skip_stale_check: true computes it anyway)
+        insert into {{ barsmith_waiting() }} (id, reason)
+        select distinct
+            id,
+            'stale'
+        from {{ barsmith_ranges() }}
+        where max_ts < now() - interval '1 hour' * {{ var('staleness_hours', 48) | float }}
+        on conflict (id) do nothing;
+    {% endif %}
     {% if not full %}
         delete from {{ barsmith_ranges() }} as r
         using {{ barsmith_waiting() }} as w
@@ -380,5 +398,8 @@
     create index on {{ barsmith_ranges() }} (model, id, tf, period);
     analyze {{ barsmith_ranges() }};
     drop table if exists {{ barsmith_waiting() }};
-    create temp table {{ adapter.quote(this.identifier ~ '__waiting') }} (id integer primary key) on commit drop;
+    create temp table {{ adapter.quote(this.identifier ~ '__waiting') }} (
+        id integer primary key,
+        reason text not null
+    ) on commit drop;
 {% endmacro %}

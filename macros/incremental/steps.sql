@@ -37,7 +37,7 @@
     {% do barsmith_extension_step('written', new_rows=written, full_build=full) %}
     {% do barsmith_run(barsmith_record_fingerprints()) %}
     {% do barsmith_run(barsmith_record_changes(written, full)) %}
-    {% do barsmith_run(barsmith_record_run(written, full, barsmith_extension_call('run_counts') or {})) %}
+    {% do barsmith_run(barsmith_record_run(written, full, barsmith_waiting_counts())) %}
     {% if full %}
         {% do barsmith_run('analyze ' ~ target) %}
     {% else %}
@@ -169,6 +169,16 @@
     {%- set hook_macro = context.get(extension ~ '_' ~ hook) -%}
     {%- if hook_macro is none -%}{{ return(none) }}{%- endif -%}
     {{ return(hook_macro(**kwargs)) }}
+{% endmacro %}
+
+{# Run log entries naming the ids that waited (for an upstream, or stale): JSON arrays or null. #}
+{% macro barsmith_waiting_counts() %}
+    {%- set counts = {} -%}
+    {%- for reason in ['upstream', 'stale'] -%}
+        {%- do counts.update({reason ~ '_ids': '(select jsonb_agg(w.id order by w.id) from ' ~ barsmith_waiting()
+                              ~ ' as w where w.reason = ' ~ sql_string(reason) ~ ')'}) -%}
+    {%- endfor -%}
+    {{ return(counts) }}
 {% endmacro %}
 
 {# Run SQL statements in the model's transaction (nothing when the text is blank). #}

@@ -18,6 +18,8 @@
       timeframes     {'family': <dim_timeframe.family or a list>, 'scheme': 'US' | 'ISO'}
       signature_vars vars whose values the rows depend on (a change rebuilds everything)
       waits_for      upstream models that must have consumed an id's input before this model reads it
+      defer_stale_ids  the freshness gate: ids with no input newer than var staleness_hours wait
+                     (incremental runs; var skip_stale_check: true turns it off)
       range_mode     'range' (default: recompute from the first changed instant) or 'series'
                      (any change before the last seen instant rebuilds the id)
       lookback_days  instants before the last seen one that every run re-reads

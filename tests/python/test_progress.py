@@ -123,7 +123,7 @@ def test_warnings_are_named_with_their_model_and_rows():
     lines = report.outcome_lines(outcome)
     assert ("WARN test snapshot_closed_bars_without_canonical_price_bars_multi_tf_cal_us_ on "
             "price_bars_multi_tf_cal_us: 21 row(s)") in lines
-    assert "data tests: 1 warn" in lines
+    assert "data tests: 1 warn (of the rows this run wrote; driver validate checks whole tables)" in lines
 
 
 def test_a_refused_run_says_so_with_exit_3():

@@ -78,7 +78,8 @@ def test_dry_run_prints_the_plan_and_touches_no_database(monkeypatch, tmp_path):
     res = runner.invoke(app, ["refresh", "--all", "--dry-run", "--ids", "1,52", "--tfs", "7D", "--periods", "10"])
     assert res.exit_code == 0, res.output
     assert "hunter2" not in res.output and "postgresql://admin:***@127.0.0.1:1/prod" in res.output
-    assert "--selector bars" in res.output and "--selector emas" in res.output
+    assert res.output.count("--selector daily_refresh") == 1, "the whole refresh is one dbt build"
+    assert "--selector bars" not in res.output and "--selector emas" not in res.output
     assert '"asset_ids": [1, 52]' in res.output and '"timeframes": ["7D"]' in res.output
     assert '"ema_periods": [10]' in res.output
     assert not (tmp_path / "logs").exists()
@@ -122,19 +123,25 @@ def test_quiet_refresh_prints_only_the_summary(env):
     assert "OK in" in res.output
 
 
-def test_unchanged_refresh_skips_data_tests_until_the_source_changes(env):
+def test_an_unchanged_refresh_writes_and_tests_little(env):
+    """The data tests of a refresh check what it wrote: a second refresh of unchanged data rewrites
+    only the 1D lookback days (3 per id) and tests those; a source change re-runs the tests over the
+    rows it changes."""
     first = runner.invoke(app, ["refresh", "--bars", "--quiet"])
     assert first.exit_code == 0 and " pass" in first.output.split("data tests:")[1].split("\n")[0]
     again = runner.invoke(app, ["refresh", "--bars", "--quiet"])
     assert again.exit_code == 0, again.output
-    assert "data tests: skipped, nothing changed since the last green refresh" in again.output
+    assert "data tests:" in again.output and "of the rows this run wrote" in again.output
+    with env.connect() as conn:
+        written = dict(conn.execute("select model, rows_written from barsmith_run_log where invocation_id = "
+                                    "(select invocation_id from barsmith_run_log order by recorded_at desc limit 1)")
+                       .fetchall())
+    assert written["price_bars_1d"] == 9 and written.get("price_bars_multi_tf", 0) == 0, written
     sql(env, 'update price_histories set close = close * 1.001, load_ts = now() where id = 1 and "timestamp" = '
-             '(select max("timestamp") from price_histories where id = 1)')
+             '(select max("timestamp") from price_histories where id = 1) - interval \'10 days\'')
     changed = runner.invoke(app, ["refresh", "--bars", "--quiet"])
     assert changed.exit_code == 0, changed.output
-    assert " pass" in changed.output.split("data tests:")[1].split("\n")[0], "a source change re-runs the tests"
-    other_flags = runner.invoke(app, ["refresh", "--bars", "--quiet", "--tfs", "7D"])
-    assert "skipped, nothing changed" not in other_flags.output, "other options are another run"
+    assert " pass" in changed.output.split("data tests:")[1].split("\n")[0]
 
 
 def test_old_logs_are_pruned(tmp_path, monkeypatch):
@@ -151,7 +158,15 @@ def test_old_logs_are_pruned(tmp_path, monkeypatch):
 
 
 def test_stale_ids_are_skipped_for_emas_only(env):
-    """Id 825 is fresh (its newest day moved to now), the others are stale: only 825 goes on."""
+    """The first refresh builds every table whole (historical data gets its EMAs). Later, an id whose
+    newest bar is older than --staleness-hours waits in the EMA models (the freshness gate of
+    refresh.md §6, in the models: one dbt build), its bars are refreshed; id 825, fresh, goes on."""
+    first = runner.invoke(app, ["refresh", "--all", "--quiet"])
+    assert first.exit_code == 0, first.output
+    with env.connect() as conn:
+        assert conn.execute("select count(distinct id) from ema_multi_tf").fetchone()[0] == 3
+    sql(env, """update price_histories set close = close * 1.01, load_ts = now()
+                where id in (1, 52) and "timestamp" = (select max("timestamp") from price_histories where id = 1)""")
     sql(env, """update price_histories set "timestamp" = now() - interval '1 hour', timeclose = now() - interval '1 hour',
                 timeopen = now() - interval '25 hours', timehigh = null, timelow = null, load_ts = now()
                 where id = 825 and "timestamp" = (select max("timestamp") from price_histories where id = 825)""")
@@ -159,23 +174,22 @@ def test_stale_ids_are_skipped_for_emas_only(env):
     assert res.exit_code == 0, res.output
     assert "skipped for EMAs: id 1 (stale" in res.output and "skipped for EMAs: id 52 (stale" in res.output
     assert "id 825" not in res.output.split("skipped for EMAs")[-1]
-    log = next(Path(os.environ["BARSMITH_LOG_DIR"]).glob("refresh-*.log")).read_text()
-    assert '"asset_ids": [825]' in log, "the EMA stage runs for the fresh id only"
-
-
-def test_all_stale_skips_the_ema_stage_with_a_warning(env):
-    res = runner.invoke(app, ["refresh", "--all"])
-    assert res.exit_code == 0, res.output
-    assert "stage emas skipped: all ids stale" in res.output
-    assert "to build the EMAs anyway run: driver refresh --emas --skip-stale-check" in res.output
-    res = runner.invoke(app, ["refresh", "--all", "--skip-stale-check"])
-    assert "skipped" not in res.output
-    # the progress line counts over both stages, with an ETA from the previous run's times
-    counts = [(int(d), int(t), more) for d, t, more in re.findall(r"^\[\s*(\d+)/(\d+)(\+\?)?\]", res.output, re.M)]
+    assert "to build them anyway run: driver refresh --emas --skip-stale-check" in res.output
+    with env.connect() as conn:
+        changed = conn.execute("select distinct id from barsmith_changes where model = 'price_bars_multi_tf'"
+                               " and invocation_id = (select invocation_id from barsmith_changes where model ="
+                               " 'price_bars_multi_tf' order by seq desc limit 1) order by 1").fetchall()
+        ema_ids = conn.execute("select count(distinct id) from ema_multi_tf where ts > now() - interval '1 day'"
+                               ).fetchone()[0]
+    assert changed == [(1,), (52,), (825,)], "the bars of every changed id are refreshed"
+    assert ema_ids == 1, "the EMAs of the fresh id only"
+    forced = runner.invoke(app, ["refresh", "--all", "--skip-stale-check"])
+    assert forced.exit_code == 0 and "skipped for EMAs" not in forced.output
+    # the progress line counts over the refresh, with an ETA from the previous run's times
+    counts = [(int(d), int(t), more) for d, t, more in re.findall(r"^\[\s*(\d+)/(\d+)(\+\?)?\]", forced.output, re.M)]
     assert counts and all(d <= t for d, t, _more in counts), counts
     assert [d for d, _t, _m in counts] == list(range(1, len(counts) + 1))
     assert counts[-1][0] == counts[-1][1] and not counts[-1][2], "the last line is N/N"
-    assert any(" emas " in line for line in res.output.splitlines() if line.startswith("[")), "the stage is named"
 
 
 def runs_table(database) -> list[tuple]:
@@ -191,9 +205,9 @@ def test_resume_reruns_the_failed_run_of_this_database_with_its_options(env, ser
                                  "--periods", "10"])
     assert failed.exit_code == 1
     assert "FAILED" in failed.output and "close" in failed.output
-    assert "run 2 failed in stage bars: driver refresh --resume re-runs bars, emas" in failed.output
+    assert "run 2 failed in stage all: driver refresh --resume re-runs all" in failed.output
     (_id, status, failed_stage, remaining, options, _from) = runs_table(env)[-1]
-    assert (status, failed_stage, remaining) == ("failed", "bars", ["bars", "emas"])
+    assert (status, failed_stage, remaining) == ("failed", "all", ["all"])
     assert options["skip_stale_check"] is True and options["filters"]["tfs"] == ["7D", "1W_CAL_ISO"]
 
     # another database, green: its resume has nothing to do, and it does not touch the first one
@@ -213,10 +227,10 @@ def test_resume_reruns_the_failed_run_of_this_database_with_its_options(env, ser
     sql(env, "alter table price_histories rename column close_broken to close")
     resumed = runner.invoke(app, ["refresh", "--resume"])
     assert resumed.exit_code == 0, resumed.output
-    assert "resuming run 2 (failed in stage bars): refresh --all --tfs 7D,1W_CAL_ISO --periods 10 " \
-           "--skip-stale-check, stages bars, emas" in resumed.output
+    assert "resuming run 2 (failed in stage all): refresh --all --tfs 7D,1W_CAL_ISO --periods 10 " \
+           "--skip-stale-check, stages all" in resumed.output
     assert "stg_price_histories" in resumed.output and "ema_multi_tf" in resumed.output
-    assert "stage emas skipped" not in resumed.output, "--skip-stale-check was kept: the stale golden ids get EMAs"
+    assert "skipped for EMAs" not in resumed.output, "--skip-stale-check was kept: the stale golden ids get EMAs"
     (_id, status, failed_stage, remaining, options, resumed_from) = runs_table(env)[-1]
     assert (status, failed_stage, remaining, resumed_from) == ("success", None, [], 2)
     assert options["skip_stale_check"] is True and options["filters"]["periods"] == [10]
@@ -457,8 +471,13 @@ def test_source_table_from_vars_is_read_by_the_driver_and_dbt(env, golden_dir, m
         accounted = conn.execute("select (select count(*) from price_bars_1d) + "
                                  "(select count(*) from price_bars_1d_rejects)").fetchone()[0]
     assert accounted == 2401
+    sql(env, 'update my_prices set close = close * 1.001, load_ts = now() where id = 1 and "timestamp" = '
+             '(select max("timestamp") from my_prices where id = 1) - interval \'20 days\'')
     again = runner.invoke(app, ["refresh", "--bars", "--quiet", "--tfs", "7D", "--vars", "{source_table: my_prices}"])
-    assert "data tests: skipped, nothing changed" in again.output, "the signature read the --vars source table"
+    assert again.exit_code == 0, again.output
+    with env.connect() as conn:
+        assert conn.execute("select min(from_ts) < now() - interval '10 days' from barsmith_changes "
+                            "where model = 'price_bars_1d'").fetchone()[0], "the change in my_prices was read"
     fresh = runner.invoke(app, ["freshness", "--vars", "{source_table: my_prices}"])
     assert re.search(r"^\s*825\s+\d", fresh.output, re.M), fresh.output
     assert "does not exist" not in fresh.output
