@@ -12,6 +12,14 @@
 
     {% do barsmith_run(barsmith_session_settings()) %}
     {% do barsmith_run(barsmith_prepare_ranges(full)) %}
+    {#- nothing changed (no range, no id waiting): the run records that and ends -#}
+    {% if not full and not barsmith_has_work() %}
+        {% call statement('main') %}
+            {{ barsmith_record_idle_run() }}
+        {% endcall %}
+        {% do adapter.commit() %}
+        {{ return({'relations': [target]}) }}
+    {% endif %}
     {% do barsmith_extension_step('prepare', full_build=full) %}
 
     {% if full %}
@@ -50,6 +58,25 @@
     {% do adapter.commit() %}
     {{ run_hooks(post_hooks, inside_transaction=False) }}
     {{ return({'relations': [target]}) }}
+{% endmacro %}
+
+{# Whether the ranges or the waiting ids hold anything (one query after step 1). #}
+{% macro barsmith_has_work() %}
+    {%- set result = run_query('select exists (select 1 from ' ~ barsmith_ranges() ~ ') or exists (select 1 from '
+                               ~ barsmith_waiting() ~ ')') -%}
+    {{ return(result.columns[0].values()[0]) }}
+{% endmacro %}
+
+{#- The run log row of a run that found nothing to do (and the end of the previous run's changes
+    for models whose changes are only read by the same run's tests). -#}
+{% macro barsmith_record_idle_run() %}
+    {% if not config.get('keep_changes_until_consumed', false) %}
+        delete from {{ barsmith_bookkeeping('barsmith_changes') }}
+        where model = {{ sql_string(this.identifier) }} and invocation_id <> {{ sql_string(invocation_id) }};
+    {% endif %}
+    insert into {{ barsmith_bookkeeping('barsmith_run_log') }} (invocation_id, model, full_build, rows_written, counts)
+    values ({{ sql_string(invocation_id) }}, {{ sql_string(this.identifier) }}, false, 0, '{}'::jsonb)
+    on conflict (invocation_id, model) do update set rows_written = 0, counts = '{}'::jsonb
 {% endmacro %}
 
 {#- Config helper of every barsmith_incremental model: the materialization plus the lineage of
