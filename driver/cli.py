@@ -20,6 +20,7 @@ from . import load as loadmod
 from . import logs as logsmod
 from . import refresh as refreshmod
 from . import report, sample
+from . import viz_commands
 from .dbt import invoke
 
 app = typer.Typer(help="barsmith: daily OHLCV history -> multi-timeframe bars and EMAs (dbt on PostgreSQL).",
@@ -167,6 +168,8 @@ def refresh_cmd(
     alert_level: str = typer.Option("ERROR", "--alert-level", help="Send alerts at or above INFO|WARNING|ERROR|CRITICAL."),
     lock_wait: float = typer.Option(0.0, "--lock-wait", min=0.0, help="Seconds to wait for a running refresh."),
     keep_logs_days: int = typer.Option(30, "--keep-logs-days", min=1, help="Delete refresh logs older than this."),
+    write_report: bool = typer.Option(False, "--report", help="Write the HTML report (driver report) afterwards."),
+    report_dir: Path = typer.Option(viz_commands.DEFAULT_REPORT_DIR, "--report-dir", help="Where --report writes."),
 ) -> None:
     """Refresh the tables: bars -> freshness gate -> EMAs, with a summary at the end."""
     chosen = [name for name, flag in (("all", all_), ("bars", bars), ("emas", emas)) if flag]
@@ -210,6 +213,8 @@ def refresh_cmd(
         for line in lines:
             log.write(line)
         report.print_outcome(console, outcome, quiet=quiet)
+        if write_report:
+            viz_commands.after_refresh(conn, outcome, report_dir, log)
         log.write(f"refresh finished: exit {outcome.exit_code} in {outcome.seconds:.1f} s")
         if not quiet:
             console.print(f"log: {log.path}")
@@ -270,6 +275,11 @@ def logs_cmd(lines: int = typer.Option(50, "--lines", "-n", min=1, help="How man
     console.print(f"== {path}", highlight=False)
     for line in path.read_text(encoding="utf-8").splitlines()[-lines:]:
         console.print(line, highlight=False, markup=False)
+
+
+app.command("plot")(viz_commands.plot_cmd)
+app.command("report")(viz_commands.report_cmd)
+app.command("docs")(viz_commands.docs_cmd)
 
 
 def main() -> None:  # pragma: no cover
