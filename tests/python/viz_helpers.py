@@ -41,9 +41,10 @@ class PageVisit:
 
 
 @contextmanager
-def chromium_page(path: Path, width: int = 1400, height: int = 900):
+def chromium_page(path: Path, width: int = 1400, height: int = 900, allow: tuple[Path, ...] = ()):
     """Open a local HTML file in headless Chromium; yields (page, visit). Any request the page
-    makes is recorded and then aborted (the network is not needed, and must not be)."""
+    makes is recorded and then aborted (the network is not needed, and must not be), except the
+    local files listed in `allow`."""
     from playwright.sync_api import sync_playwright
 
     url = path.resolve().as_uri()
@@ -57,7 +58,8 @@ def chromium_page(path: Path, width: int = 1400, height: int = 900):
             page.on("console", lambda m: visit.console_errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: visit.page_errors.append(str(e)))
             page.on("request", lambda r: visit.requests.append(r.url))
-            context.route("**/*", lambda route: route.continue_() if route.request.url == url else route.abort())
+            allowed = {url} | {p.resolve().as_uri() for p in allow}
+            context.route("**/*", lambda route: route.continue_() if route.request.url in allowed else route.abort())
             page.goto(url, wait_until="load")
             yield page, visit
         finally:
