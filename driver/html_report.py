@@ -33,6 +33,7 @@ class ModelRun:
     rows: int | None
     seconds: float | None
     full_build: bool | None = None
+    recorded_at: datetime | None = None
 
 
 @dataclass
@@ -86,8 +87,8 @@ def last_refresh_summary(connection: Connection, outcome=None) -> RefreshSummary
     for res in (results or {}).get("results", []):
         kind, _project, name = (res["unique_id"].split(".") + ["", ""])[:3]
         if kind in ("model", "seed", "snapshot"):
-            written, full, _recorded = logged.get(name, (None, None, None))
-            summary.models.append(ModelRun(name, res["status"], written, res["execution_time"], full))
+            written, full, recorded = logged.get(name, (None, None, None))
+            summary.models.append(ModelRun(name, res["status"], written, res["execution_time"], full, recorded))
             seen.add(name)
         elif kind == "test":
             summary.tests[res["status"]] = summary.tests.get(res["status"], 0) + 1
@@ -99,7 +100,7 @@ def last_refresh_summary(connection: Connection, outcome=None) -> RefreshSummary
             summary.failures.append(f"{kind} {name}: {res['status']}")
     for name, (written, full, recorded) in sorted(logged.items()):
         if name not in seen:
-            summary.models.append(ModelRun(name, f"logged {recorded:%Y-%m-%d %H:%M}", written, None, full))
+            summary.models.append(ModelRun(name, None, written, None, full, recorded))
     return summary
 
 
@@ -326,10 +327,14 @@ def _refresh_html(summary: RefreshSummary | None) -> str:
         f'<tr data-model="{_e(m.model)}" data-rows="{"" if m.rows is None else m.rows}">'
         f"<td>{_e(m.model)}</td><td>{_e(m.status)}</td><td class=n>{_n(m.rows)}</td>"
         f"<td class=n>{'' if m.seconds is None else f'{m.seconds:.2f}'}</td>"
-        f"<td>{'' if m.full_build is None else ('full' if m.full_build else 'incremental')}</td></tr>"
+        f"<td>{'' if m.full_build is None else ('full' if m.full_build else 'incremental')}</td>"
+        f"<td>{'' if m.recorded_at is None else f'{m.recorded_at:%Y-%m-%d %H:%M:%S}'}</td></tr>"
         for m in summary.models)
     parts.append('<table id="refresh"><tr><th>model</th><th>status</th><th class=n>rows written</th>'
-                 f"<th class=n>seconds</th><th>build</th></tr>{rows}</table>")
+                 f"<th class=n>seconds</th><th>build</th><th>written at (UTC)</th></tr>{rows}</table>")
+    if any(m.status is None for m in summary.models):
+        parts.append('<p class="meta">status and seconds: the last dbt invocation (a refresh runs one per stage); '
+                     "rows written: each model's newest barsmith_run_log row</p>")
     return "".join(parts)
 
 
