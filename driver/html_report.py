@@ -73,7 +73,7 @@ def last_refresh_summary(connection: Connection, outcome=None) -> RefreshSummary
 
     logged: dict[str, tuple] = {}
     with connection.connect() as conn:
-        if conn.execute("select to_regclass(%s)", (f"{connection.schema}.barsmith_run_log",)).fetchone()[0]:
+        if _exists(conn, connection.schema, "barsmith_run_log"):
             for model, written, full, recorded in conn.execute(sql.SQL(
                     "select distinct on (model) model, rows_written, full_build, recorded_at from {} "
                     "order by model, recorded_at desc").format(sql.Identifier(connection.schema, "barsmith_run_log"))):
@@ -135,8 +135,12 @@ class ReportData:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+def _regclass(conn, schema: str, name: str) -> str:
+    return sql.Identifier(schema, name).as_string(conn)
+
+
 def _exists(conn, schema: str, name: str) -> bool:
-    return conn.execute("select to_regclass(%s)", (f'"{schema}"."{name}"',)).fetchone()[0] is not None
+    return conn.execute("select to_regclass(%s)", (_regclass(conn, schema, name),)).fetchone()[0] is not None
 
 
 def _columns(conn, schema: str, name: str) -> set[str]:
@@ -218,7 +222,7 @@ def tables(conn, schema: str, extra: list[tuple[str, str]] = ()) -> list[tuple[s
         count = conn.execute(sql.SQL("select count(*) from {}").format(ident)).fetchone()[0]
         total, heap, index = conn.execute(
             "select pg_total_relation_size(%s::regclass), pg_relation_size(%s::regclass), "
-            "pg_indexes_size(%s::regclass)", (f'"{rel_schema}"."{name}"',) * 3).fetchone()
+            "pg_indexes_size(%s::regclass)", (_regclass(conn, rel_schema, name),) * 3).fetchone()
         label = name if rel_schema == schema else f"{rel_schema}.{name}"
         out.append((label, int(count), int(total), int(heap), int(index)))
     return out

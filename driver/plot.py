@@ -41,7 +41,7 @@ class Family:
     pattern: str  # the timeframe labels it holds (bars.md §2.2 naming)
 
     def has_tf(self, tf: str) -> bool:
-        return tf == "1D" and self.name == "multi_tf" or re.fullmatch(self.pattern, tf) is not None
+        return re.fullmatch(self.pattern, tf) is not None  # multi_tf's [0-9]+D includes 1D
 
     def bar_table(self, tf: str) -> str:
         return "price_bars_1d" if tf == "1D" else self.bars

@@ -2,9 +2,9 @@
     and its key (alignment_source + the parts' key) is unique. `parts` maps each alignment_source
     value to the model it reads. -#}
 
-{#- Rows (one per alignment_source) where the view's row count differs from its part's, or where
-    an alignment_source of the view has no part or a part has no rows in the view under its name.
-    A mislabelled or missing branch fails here. -#}
+{#- Rows (one per alignment_source) where the view's row count differs from its part's (an empty
+    part, e.g. after a timeframe-filtered build, matches no rows in the view), or where an
+    alignment_source of the view has no part. A mislabelled or missing branch fails here. -#}
 {% test barsmith_union_row_count(model, parts) %}
     with view_counts as (
         select
@@ -26,11 +26,11 @@
 
     select
         coalesce(v.alignment_source, p.alignment_source) as alignment_source,
-        v.view_rows,
+        coalesce(v.view_rows, 0) as view_rows,
         p.part_rows
     from view_counts as v
     full outer join part_counts as p on v.alignment_source = p.alignment_source
-    where v.view_rows is distinct from p.part_rows
+    where coalesce(v.view_rows, 0) is distinct from p.part_rows
 {% endtest %}
 
 {#- Duplicate keys (alignment_source + columns) of the view. Once barsmith_union_row_count has
