@@ -2,7 +2,8 @@
 # barsmith's two commands (see README):
 #   ./dev.sh quickstart   install, start the embedded PostgreSQL, load sample data, driver refresh --all
 #   ./dev.sh test         install and run the whole test suite (pytest: loader, parity with the
-#                         reference, incremental == full refresh, dbt build + data tests, sqlfluff)
+#                         reference, incremental == full refresh, dbt build + data tests, sqlfluff,
+#                         charts and report in headless Chromium: apt-installs chromium when missing)
 #   ./dev.sh test-port    the port `test` gives CI's PostgreSQL (BARSMITH_TEST_PORT, else 55432 if free, else a free one)
 # Needs only Python 3.11+ on PATH. With BARSMITH_DB_URL set, everything runs against that server.
 set -euo pipefail
@@ -109,6 +110,22 @@ stop_system_postgres() {
     rm -rf "$PGTMP"
 }
 
+# Debian's Chromium for the browser tests and `driver plot --png` (never a downloaded browser):
+# installed with apt when missing and root, else a clear message. BARSMITH_CHROMIUM overrides.
+ensure_chromium() {
+    if [ -n "${BARSMITH_CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1; then
+        return 0
+    fi
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "the browser tests need Chromium: apt-get install chromium (or set BARSMITH_CHROMIUM)" >&2
+        return 1
+    fi
+    log "installing chromium (apt)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq chromium >/dev/null
+}
+
 cmd_quickstart() {
     local t0=$SECONDS
     install
@@ -131,6 +148,7 @@ cmd_test() {
     if [ "${CI:-}" = "true" ] && [ -z "${BARSMITH_DB_URL:-}" ]; then
         start_system_postgres
     fi
+    ensure_chromium
     log "pytest"
     set +e
     "$VENV/bin/python" -m pytest "$@"

@@ -25,6 +25,7 @@ from . import logs as logsmod
 from . import refresh as refreshmod
 from . import progress as progressmod
 from . import report, sample
+from . import viz_commands
 from .dbt import PROFILES_DIR, invoke
 from .lock import EXIT_LOCKED
 
@@ -231,6 +232,8 @@ def refresh_cmd(
     lock_wait: float = typer.Option(0.0, "--lock-wait", min=0.0, help="Seconds to wait for a running refresh "
                                     f"(refused with exit {EXIT_LOCKED} after that)."),
     keep_logs_days: int = typer.Option(30, "--keep-logs-days", min=1, help="Delete refresh logs older than this."),
+    write_report: bool = typer.Option(False, "--report", help="Write the HTML report (driver report) afterwards."),
+    report_dir: Path = typer.Option(viz_commands.DEFAULT_REPORT_DIR, "--report-dir", help="Where --report writes."),
 ) -> None:
     """Refresh the tables: bars -> freshness gate -> EMAs, with a summary at the end.
 
@@ -291,6 +294,8 @@ def refresh_cmd(
         for line in lines:
             log.write(line)
         report.print_outcome(console, outcome, quiet=quiet)
+        if write_report:
+            viz_commands.after_refresh(conn, outcome, report_dir, log)
         log.write(f"refresh finished: exit {outcome.exit_code} in {outcome.seconds:.1f} s")
         if not quiet:
             console.print(f"log: {log.path}", highlight=False)
@@ -402,6 +407,10 @@ def logs_cmd(lines: int = typer.Option(50, "--lines", "-n", min=1, help="How man
 from .ingest_cli import register as _register_ingest  # noqa: E402
 
 _register_ingest(app)
+# issue 23: plot, report, docs (driver/viz_commands.py)
+app.command("plot")(viz_commands.plot_cmd)
+app.command("report")(viz_commands.report_cmd)
+app.command("docs")(viz_commands.docs_cmd)
 
 
 def main() -> None:  # pragma: no cover (exercised through subprocess tests)
