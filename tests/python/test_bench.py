@@ -66,3 +66,20 @@ def test_bench_floor_reports_the_model_and_both_lower_bounds(server, database, t
     assert float(rows["model"][3]) > 0 and all(float(v[3]) >= 0 for v in rows.values()), done.stdout
     assert any(line.startswith("parallel plan for the minimal query's windows: ")
                for line in done.stdout.splitlines()), done.stdout
+
+
+def test_bench_e2e_times_every_run_of_the_users_path(server, tmp_path):
+    """benchmarks/bench_e2e.py on 3 ids x 60 days: every run of the user's path is timed and split
+    into models, tests and the rest (figures not asserted, only that they are there and add up)."""
+    env = dict(os.environ, BARSMITH_DB_URL=server.url, DBT_TARGET_PATH=str(tmp_path / "target"))
+    done = subprocess.run([sys.executable, "benchmarks/bench_e2e.py", "--ids", "3", "--days", "60"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    rows = {line[:22].strip(): line[22:].split() for line in done.stdout.splitlines()
+            if line[:22].strip() in ("full build", "one-day append 1", "one-day append 2", "no-op",
+                                     "one-row correction", "empty db (fixed cost)", "bars, reference subset")}
+    assert len(rows) == 7, done.stdout
+    for label, (wall, models, tests, rest, n_models, n_tests) in rows.items():
+        assert float(wall) > 0 and float(models) > 0 and int(n_models) > 0, (label, done.stdout)
+        assert abs(float(models) + float(tests) + float(rest) - float(wall)) < 0.2, label
+    assert int(rows["full build"][5]) > 0, "the full build runs the data tests"
