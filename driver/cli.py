@@ -148,9 +148,10 @@ def _parse_filters(ids, tfs, periods, combos) -> filtersmod.Filters:
 
 @app.command("refresh")
 def refresh_cmd(
-    all_: bool = typer.Option(False, "--all", help="Bars, then the freshness gate, then EMAs."),
+    all_: bool = typer.Option(False, "--all", help="Bars, then the freshness gate, then EMAs and features."),
     bars: bool = typer.Option(False, "--bars", help="Only the bar stage (1D and the five families)."),
     emas: bool = typer.Option(False, "--emas", help="Only the EMA stage (after the freshness gate)."),
+    features: bool = typer.Option(False, "--features", help="Only the features stage (after the freshness gate)."),
     ids: Optional[str] = typer.Option(None, "--ids", help="Comma-separated integer ids, or all (default)."),
     tfs: Optional[str] = typer.Option(None, "--tfs", help="Comma-separated timeframes of dim_timeframe, e.g. 7D,1W_CAL_ISO."),
     periods: Optional[str] = typer.Option(None, "--periods", help="Comma-separated EMA periods, e.g. 10,20,50."),
@@ -168,10 +169,10 @@ def refresh_cmd(
     lock_wait: float = typer.Option(0.0, "--lock-wait", min=0.0, help="Seconds to wait for a running refresh."),
     keep_logs_days: int = typer.Option(30, "--keep-logs-days", min=1, help="Delete refresh logs older than this."),
 ) -> None:
-    """Refresh the tables: bars -> freshness gate -> EMAs, with a summary at the end."""
-    chosen = [name for name, flag in (("all", all_), ("bars", bars), ("emas", emas)) if flag]
+    """Refresh the tables: bars -> freshness gate -> EMAs -> features, with a summary at the end."""
+    chosen = [name for name, flag in (("all", all_), ("bars", bars), ("emas", emas), ("features", features)) if flag]
     if len(chosen) != 1 and not (resume and not chosen):
-        err.print("error: choose exactly one of --all, --bars, --emas")
+        err.print("error: choose exactly one of --all, --bars, --emas, --features")
         raise typer.Exit(2)
     if alert_level.upper() not in alertmod.SEVERITIES:
         err.print(f"error: --alert-level must be one of {', '.join(alertmod.SEVERITIES)}")
@@ -240,12 +241,12 @@ def freshness_cmd(
 
 @app.command("validate")
 def validate_cmd(
-    selector: str = typer.Option("daily_refresh", "--selector", help="bars, emas or daily_refresh."),
+    selector: str = typer.Option("daily_refresh", "--selector", help="bars, emas, features or daily_refresh."),
     staleness_hours: float = typer.Option(48.0, "--staleness-hours", min=0.0),
 ) -> None:
     """Run the data tests only (dbt test), then the freshness check; exit 1 on any failure."""
-    if selector not in ("bars", "emas", "daily_refresh"):
-        err.print("error: --selector must be bars, emas or daily_refresh")
+    if selector not in ("bars", "emas", "features", "daily_refresh"):
+        err.print("error: --selector must be bars, emas, features or daily_refresh")
         raise typer.Exit(2)
     conn = _connection()
     inv = invoke(conn, ["test"], {**_source_vars(), "staleness_hours": staleness_hours},

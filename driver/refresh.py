@@ -1,4 +1,4 @@
-"""The daily refresh (refresh.md §5, §11): bars -> freshness gate -> EMAs, one dbt call per stage.
+"""The daily refresh (refresh.md §5, §11): bars -> freshness gate -> EMAs -> features, one dbt call per stage.
 
 Functions here return data; cli.py prints it.
 """
@@ -18,12 +18,14 @@ from .dbt import PROJECT_DIR, Invocation, NodeResult, command_line, first_error_
 from .filters import Filters
 from .lock import refresh_lock
 
-STAGES = ("bars", "emas")
+STAGES = ("bars", "emas", "features")
+# stages that read only the ids the freshness gate lets through
+GATED_STAGES = ("emas", "features")
 
 
 @dataclass
 class RefreshOptions:
-    stage: str  # all | bars | emas
+    stage: str  # all | bars | emas | features
     filters: Filters = field(default_factory=Filters)
     full_refresh: bool = False
     resume: bool = False
@@ -95,7 +97,7 @@ def stage_vars(options: RefreshOptions, stage: str, fresh_ids: list[int] | None 
     out["staleness_hours"] = options.staleness_hours
     if options.full_refresh and options.filters.ids:
         out["rebuild_ids"] = options.filters.ids
-    if stage == "emas" and fresh_ids is not None:
+    if stage in GATED_STAGES and fresh_ids is not None:
         out["asset_ids"] = fresh_ids
     return out
 
@@ -313,17 +315,20 @@ def _run_locked(connection, options, outcome, log, callbacks) -> None:
             _save_last(options, last["failed_stage"], last["remaining"])
             return
         stages = list(last["remaining"])
+    gate = None  # (fresh, stale) of the freshness gate, read once per run
     for n, stage in enumerate(stages):
         fresh = None
-        if stage == "emas" and not options.skip_stale_check:
-            fresh, stale = freshness_gate(connection, options)
-            outcome.stale = stale
-            for s in stale:
-                log("WARNING", f"id {s.id} skipped for EMAs: {s.reason}"
-                    + (f" ({s.staleness_hours} h old)" if s.staleness_hours is not None else ""))
+        if stage in GATED_STAGES and not options.skip_stale_check:
+            if gate is None:
+                gate = freshness_gate(connection, options)
+                outcome.stale = gate[1]
+                for s in gate[1]:
+                    log("WARNING", f"id {s.id} skipped for {', '.join(GATED_STAGES)}: {s.reason}"
+                        + (f" ({s.staleness_hours} h old)" if s.staleness_hours is not None else ""))
+            fresh = gate[0]
             if fresh is not None and not fresh:
-                outcome.stages.append(StageResult("emas", skipped="all ids stale"))
-                log("WARNING", "EMA stage skipped: every id is stale")
+                outcome.stages.append(StageResult(stage, skipped="all ids stale"))
+                log("WARNING", f"{stage} stage skipped: every id is stale")
                 continue
         dbt_vars = stage_vars(options, stage, fresh)
         log("INFO", "dbt " + " ".join(command_line(["build"], dbt_vars, stage_extra(options, stage))))

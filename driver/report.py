@@ -19,12 +19,15 @@ QUALITY_LABELS = {
     "null_volume_or_market_cap": "1D rows kept with NULL volume/market cap (OP-11)",
     "rejects": "1D rejects",
     "ema_rejects": "EMA rejects",
+    "warm_up": "features rows still in the indicator warm-up (MACD signal NULL)",
 }
 
 
 def stage_of(tags: list[str]) -> str:
     if "emas" in tags:
         return "emas"
+    if "features" in tags:
+        return "features"
     if "bars" in tags or "quality" in tags:
         return "bars"
     return "seeds"
