@@ -207,9 +207,10 @@ def _parse_filters(ids, tfs, periods, combos) -> filtersmod.Filters:
 
 @app.command("refresh")
 def refresh_cmd(
-    all_: bool = typer.Option(False, "--all", help="Bars, then the freshness gate, then EMAs."),
+    all_: bool = typer.Option(False, "--all", help="Bars, then the freshness gate, then EMAs and features."),
     bars: bool = typer.Option(False, "--bars", help="Only the bar stage (1D and the five families)."),
     emas: bool = typer.Option(False, "--emas", help="Only the EMA stage (after the freshness gate)."),
+    features: bool = typer.Option(False, "--features", help="Only the features stage (after the freshness gate)."),
     ids: Optional[str] = typer.Option(None, "--ids", help="Comma-separated integer ids, or all (default)."),
     tfs: Optional[str] = typer.Option(None, "--tfs", help="Comma-separated timeframes of dim_timeframe, e.g. 7D,1W_CAL_ISO."),
     periods: Optional[str] = typer.Option(None, "--periods", help="Comma-separated EMA periods, e.g. 10,20,50."),
@@ -235,13 +236,13 @@ def refresh_cmd(
     write_report: bool = typer.Option(False, "--report", help="Write the HTML report (driver report) afterwards."),
     report_dir: Path = typer.Option(viz_commands.DEFAULT_REPORT_DIR, "--report-dir", help="Where --report writes."),
 ) -> None:
-    """Refresh the tables: bars -> freshness gate -> EMAs, with a summary at the end.
+    """Refresh the tables: bars -> EMAs and features (stale ids wait), with a summary at the end.
 
     Exit codes: 0 success, 1 failure, 2 usage or configuration error, 3 another refresh holds the lock."""
-    chosen = [name for name, flag in (("all", all_), ("bars", bars), ("emas", emas)) if flag]
+    chosen = [name for name, flag in (("all", all_), ("bars", bars), ("emas", emas), ("features", features)) if flag]
     if resume:
         given = [flag for flag, on in (
-            ("--all/--bars/--emas", bool(chosen)), ("--ids", ids is not None), ("--tfs", tfs is not None),
+            ("--all/--bars/--emas/--features", bool(chosen)), ("--ids", ids is not None), ("--tfs", tfs is not None),
             ("--periods", periods is not None), ("--tf-period-combos", combos is not None),
             ("--vars", vars_ is not None), ("--full-refresh", full_refresh), ("--dry-run", dry_run),
             ("--continue-on-error", continue_on_error), ("--fail-fast", fail_fast),
@@ -251,7 +252,7 @@ def refresh_cmd(
                       f"(recorded in the database); drop {', '.join(given)}")
             raise typer.Exit(EXIT_USAGE)
     elif len(chosen) != 1:
-        err.print("error: choose exactly one of --all, --bars, --emas")
+        err.print("error: choose exactly one of --all, --bars, --emas, --features")
         raise typer.Exit(EXIT_USAGE)
     if alert_level.upper() not in alertmod.SEVERITIES:
         err.print(f"error: --alert-level must be one of {', '.join(alertmod.SEVERITIES)}")
@@ -363,13 +364,13 @@ def freshness_cmd(
 
 @app.command("validate")
 def validate_cmd(
-    selector: str = typer.Option("daily_refresh", "--selector", help="bars, emas or daily_refresh."),
+    selector: str = typer.Option("daily_refresh", "--selector", help="bars, emas, features or daily_refresh."),
     staleness_hours: float = typer.Option(48.0, "--staleness-hours", min=0.0),
     vars_: Optional[str] = typer.Option(None, "--vars", help=VARS_HELP),
 ) -> None:
     """Run the data tests only (dbt test), then the freshness check; exit 1 on any failure."""
-    if selector not in ("bars", "emas", "daily_refresh"):
-        err.print("error: --selector must be bars, emas or daily_refresh")
+    if selector not in ("bars", "emas", "features", "daily_refresh"):
+        err.print("error: --selector must be bars, emas, features or daily_refresh")
         raise typer.Exit(EXIT_USAGE)
     _check_environment()
     user_vars = _parse_vars(vars_)

@@ -60,7 +60,7 @@ def last_refresh_summary(connection: Connection, outcome=None) -> RefreshSummary
 
         models = [ModelRun(name, status, written, secs)
                   for _stage, name, status, written, secs in report.model_rows(outcome)]
-        warnings = [f"id {s.id} skipped for EMAs: {s.reason}" for s in outcome.stale]
+        warnings = [f"id {s.id} skipped for EMAs and features: {s.reason}" for s in outcome.stale]
         warnings += [f"stage {st.stage} skipped: {st.skipped}" for st in outcome.stages if st.skipped]
         warnings += [f"test {n.name}: warn" for inv in outcome.invocations for n in inv.nodes
                      if n.resource_type == "test" and n.status == "warn"]

@@ -1,6 +1,6 @@
-"""The daily refresh (refresh.md §5, §11): one `dbt build` for the whole refresh (bars, EMAs and their
-scoped data tests; the freshness gate is part of the EMA models: stale ids wait, see
-macros/incremental/ranges.sql), or one stage with --bars / --emas.
+"""The daily refresh (refresh.md §5, §11): one `dbt build` for the whole refresh (bars, EMAs, features
+and their scoped data tests; the freshness gate is part of the EMA and features models: stale ids
+wait, see macros/incremental/ranges.sql), or one stage with --bars / --emas / --features.
 
 Every run that gets the lock is recorded in the database it runs on (driver/runs.py); `--resume`
 re-runs the newest unfinished or failed run of THAT database from the stage it failed in, with
@@ -28,9 +28,9 @@ from .dbt import PROJECT_DIR, Invocation, NodeResult, command_line, first_error_
 from .filters import Filters
 from .lock import EXIT_LOCKED, LockBusy, refresh_lock
 
-STAGES = ("bars", "emas")
+STAGES = ("bars", "emas", "features")
 # the dbt selector of each stage a run can be ("all" is the whole refresh in one invocation)
-SELECTORS = {"all": "daily_refresh", "bars": "bars", "emas": "emas"}
+SELECTORS = {"all": "daily_refresh", "bars": "bars", "emas": "emas", "features": "features"}
 # Options a run is recorded with, and that --resume re-runs it with.
 RECORDED = ("stage", "filters", "full_refresh", "continue_on_error", "fail_fast", "skip_stale_check",
             "staleness_hours", "source_vars", "user_vars")
@@ -38,7 +38,7 @@ RECORDED = ("stage", "filters", "full_refresh", "continue_on_error", "fail_fast"
 
 @dataclass
 class RefreshOptions:
-    stage: str  # all | bars | emas
+    stage: str  # all | bars | emas | features
     filters: Filters = field(default_factory=Filters)
     full_refresh: bool = False
     resume: bool = False
@@ -210,7 +210,7 @@ def stale_details(connection: Connection, ids: list[int]) -> list[StaleId]:
 
 def stale_message(options: RefreshOptions, stale: list[StaleId]) -> str:
     return (f"{len(stale)} id(s) have no bar newer than {options.staleness_hours:g} h (historical data?): "
-            "their EMAs wait; to build them anyway run: driver refresh --emas --skip-stale-check "
+            "their EMAs and features wait; to build them anyway run: driver refresh --all --skip-stale-check "
             "(or raise --staleness-hours)")
 
 
@@ -257,7 +257,7 @@ def _alerts_for(outcome: RefreshOutcome) -> list[alertmod.Alert]:
         out.append(alertmod.Alert("ERROR", f"{len(failed_tests)} data test(s) failed",
                                   [n.name for n in failed_tests[:5]]))
     if outcome.stale:
-        out.append(alertmod.Alert("WARNING", f"{len(outcome.stale)} id(s) skipped for EMAs (stale)",
+        out.append(alertmod.Alert("WARNING", f"{len(outcome.stale)} id(s) skipped for EMAs and features (stale)",
                                   [f"id {s.id}: {s.reason}" for s in outcome.stale[:5]]))
     if outcome.waiting:
         out.append(alertmod.Alert("WARNING", "ids wait for their bars (an earlier run built only some of them)",

@@ -20,12 +20,15 @@ QUALITY_LABELS = {
     "null_volume_or_market_cap": "1D rows kept with NULL volume/market cap (OP-11)",
     "rejects": "1D rejects",
     "ema_rejects": "EMA rejects",
+    "warm_up": "features rows still in the indicator warm-up (MACD signal NULL)",
 }
 
 
 def stage_of(tags: list[str]) -> str:
     if "emas" in tags:
         return "emas"
+    if "features" in tags:
+        return "features"
     if "bars" in tags or "quality" in tags:
         return "bars"
     return "seeds"
@@ -107,7 +110,7 @@ def outcome_lines(outcome) -> list[str]:
                      + " (of the rows this run wrote; driver validate checks whole tables)")
     lines += ["quality (rows written this run): " + q for q in quality_lines(outcome)]
     for s in outcome.stale:
-        lines.append(f"skipped for EMAs: id {s.id} ({s.reason}"
+        lines.append(f"skipped for EMAs and features: id {s.id} ({s.reason}"
                      + (f", {s.staleness_hours} h" if s.staleness_hours is not None else "") + ")")
     if outcome.stale and outcome.options is not None:
         from .refresh import stale_message  # noqa: PLC0415 (refresh imports this module)

@@ -17,7 +17,7 @@
     {{ barsmith_config(
         input={'model': 'price_bars_1d', 'ts': 'timestamp', 'changed_at': 'src_load_ts'},
         timeframes=timeframes,
-        waits_for=[bars] if bars else [],
+        waits_for=['int_bars_daily_prep', bars] if bars else [],
         defer_stale_ids=true,
         partial_when=['timeframes', 'ema_periods', 'tf_period_combos'],
         range_column='ts',

@@ -172,9 +172,10 @@ def test_stale_ids_are_skipped_for_emas_only(env):
                 where id = 825 and "timestamp" = (select max("timestamp") from price_histories where id = 825)""")
     res = runner.invoke(app, ["refresh", "--all"])
     assert res.exit_code == 0, res.output
-    assert "skipped for EMAs: id 1 (stale" in res.output and "skipped for EMAs: id 52 (stale" in res.output
-    assert "id 825" not in res.output.split("skipped for EMAs")[-1]
-    assert "to build them anyway run: driver refresh --emas --skip-stale-check" in res.output
+    assert "skipped for EMAs and features: id 1 (stale" in res.output
+    assert "skipped for EMAs and features: id 52 (stale" in res.output
+    assert "id 825" not in res.output.split("skipped for EMAs and features")[-1]
+    assert "to build them anyway run: driver refresh --all --skip-stale-check" in res.output
     with env.connect() as conn:
         changed = conn.execute("select distinct id from barsmith_changes where model = 'price_bars_multi_tf'"
                                " and invocation_id = (select invocation_id from barsmith_changes where model ="
@@ -184,7 +185,7 @@ def test_stale_ids_are_skipped_for_emas_only(env):
     assert changed == [(1,), (52,), (825,)], "the bars of every changed id are refreshed"
     assert ema_ids == 1, "the EMAs of the fresh id only"
     forced = runner.invoke(app, ["refresh", "--all", "--skip-stale-check"])
-    assert forced.exit_code == 0 and "skipped for EMAs" not in forced.output
+    assert forced.exit_code == 0 and "skipped for EMAs and features" not in forced.output
     # the progress line counts over the refresh, with an ETA from the previous run's times
     counts = [(int(d), int(t), more) for d, t, more in re.findall(r"^\[\s*(\d+)/(\d+)(\+\?)?\]", forced.output, re.M)]
     assert counts and all(d <= t for d, t, _more in counts), counts
@@ -230,7 +231,7 @@ def test_resume_reruns_the_failed_run_of_this_database_with_its_options(env, ser
     assert "resuming run 2 (failed in stage all): refresh --all --tfs 7D,1W_CAL_ISO --periods 10 " \
            "--skip-stale-check, stages all" in resumed.output
     assert "stg_price_histories" in resumed.output and "ema_multi_tf" in resumed.output
-    assert "skipped for EMAs" not in resumed.output, "--skip-stale-check was kept: the stale golden ids get EMAs"
+    assert "skipped for EMAs and features" not in resumed.output, "--skip-stale-check was kept"
     (_id, status, failed_stage, remaining, options, resumed_from) = runs_table(env)[-1]
     assert (status, failed_stage, remaining, resumed_from) == ("success", None, [], 2)
     assert options["skip_stale_check"] is True and options["filters"]["periods"] == [10]
