@@ -38,7 +38,7 @@ class FileDirectory(Provider):
         return sorted(self.path.glob(f"*.{self.name}"))
 
     def _read_csv(self, path: Path) -> list[tuple[str, dict[str, Any]]]:
-        header, rows = loadmod.parse_file(path)
+        header, rows, _lines = loadmod.parse_file(path)
         return [(f"{path}: line {n}", dict(zip(header, row))) for n, row in enumerate(rows, start=2)]
 
     def _read_parquet(self, path: Path) -> list[tuple[str, dict[str, Any]]]:

@@ -200,7 +200,12 @@ class FakeProviders:
             response = Response(f"bad gateway: upstream refused key {self.key}", status=502)
         else:
             if kind == "timeout":
+                # logged before the slow answer: the client gives up first, and a test that reads the
+                # log as soon as the fetch returns must already see this request
+                with self._lock:
+                    self.log.append(Logged(provider, asset, request.path, query, 200, kind, key_in_url))
                 time.sleep(fault.delay)
+                return Response(json.dumps(build(asset, query, kind)), status=200, content_type="application/json")
             body = build(asset, query, kind)
             text = json.dumps(body)
             if kind == "truncate":
