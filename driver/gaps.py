@@ -27,7 +27,7 @@ from .dbt import first_error_line, invoke
 from .providers.base import Asset
 
 ASSETS_SEED = PROJECT_DIR / "seeds" / "assets.csv"
-MODELS = ["source_gaps", "source_completeness", "assert_source_gaps_match_completeness",
+MODELS = ["int_completeness_input", "source_gaps", "source_completeness", "assert_source_gaps_match_completeness",
           "assert_trading_sessions_cover_assets"]
 WARNING_SESSIONS = 1  # a gap of more sessions than this is a WARNING
 CRITICAL_DAYS = 7  # a gap of more calendar days than this is CRITICAL
@@ -147,7 +147,10 @@ def compute(connection: Connection, source_vars: dict[str, str], as_of: datetime
             date_from: date | None = None, date_to: date | None = None, seed: bool = True,
             log: Callable[[str], None] | None = None) -> GapReport:
     """Write the sessions, build the completeness models (with their data tests), read them."""
-    as_of = (as_of or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    # default: today's UTC midnight (every run of a day sees the same complete sessions, so the
+    # completeness models recompute only the ids whose rows changed; see gaps_signature)
+    as_of = (as_of or datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)).astimezone(
+        timezone.utc)
     source = (source_vars.get("source_schema", "public"), source_vars.get("source_table", "price_histories"))
     assets = _seed_assets() if seed else read_assets(connection)
     with connection.connect() as conn:  # the staging view needs the source table, even empty

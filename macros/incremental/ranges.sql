@@ -22,8 +22,9 @@
     and fingerprint stay as they are, and a later run picks it up once the upstream caught up.
     Freshness gate (config `defer_stale_ids`, incremental runs): an id whose newest input instant
     is older than var staleness_hours waits likewise, unless var skip_stale_check.
-    range_mode 'series' (config): any change at or before the last seen instant rebuilds the id
-    (models that replay each series from its start, the EMAs). -#}
+    range_mode (config): 'series': any change at or before the last seen instant rebuilds the id
+    (models that replay each series from its start); 'id': any change rebuilds the id (models
+    whose rows all depend on the id's whole history, e.g. the gap models). -#}
 
 {% macro barsmith_ranges() -%}
     pg_temp.{{ adapter.quote(this.identifier ~ '__ranges') }}
@@ -108,6 +109,7 @@
     {%- endif -%}
     {%- set lookback_days = config.get('lookback_days', 0) | int -%}
     {%- set series_mode = config.get('range_mode', 'range') == 'series' -%}
+    {%- set id_mode = config.get('range_mode', 'range') == 'id' -%}
     {%- set fingerprints_table = barsmith_bookkeeping('barsmith_input_fingerprints') -%}
     {% if full %}
         delete from {{ fingerprints_table }} where model = {{ model_key }};
@@ -243,11 +245,12 @@
         g.part,
         g.signature,
         case
+            when {{ 'true' if id_mode else 'false' }} then '-infinity'::timestamptz
             when {{ 'true' if series_mode else 'false' }} and g.from_ts <= g.seen_max_ts then '-infinity'::timestamptz
             else g.from_ts
         end as from_ts,
         case
-            when g.from_ts = '-infinity'::timestamptz then 'rebuild'
+            when g.from_ts = '-infinity'::timestamptz or {{ 'true' if id_mode else 'false' }} then 'rebuild'
             when g.from_ts > g.seen_max_ts then 'append'
             when {{ 'true' if series_mode else 'false' }} then 'rebuild'
             else 'range'

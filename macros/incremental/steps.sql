@@ -179,9 +179,9 @@
     {{ exceptions.raise_compiler_error('barsmith: waits_for names unknown model ' ~ name) }}
 {% endmacro %}
 
-{#- The relation of another model of the project by name. -#}
+{#- The relation of another model or seed of the project by name. -#}
 {% macro barsmith_node_relation(name) %}
-    {%- for node in graph.nodes.values() if node.resource_type == 'model' and node.name == name -%}
+    {%- for node in graph.nodes.values() if node.resource_type in ('model', 'seed') and node.name == name -%}
         {{ return(api.Relation.create(database=node.database, schema=node.schema, identifier=node.alias)) }}
     {%- endfor -%}
     {{ exceptions.raise_compiler_error('barsmith: unknown model ' ~ name) }}

@@ -20,8 +20,8 @@
       waits_for      upstream models that must have consumed an id's input before this model reads it
       defer_stale_ids  the freshness gate: ids with no input newer than var staleness_hours wait
                      (incremental runs; var skip_stale_check: true turns it off)
-      range_mode     'range' (default: recompute from the first changed instant) or 'series'
-                     (any change before the last seen instant rebuilds the id)
+      range_mode     'range' (default: recompute from the first changed instant), 'series' (any
+                     change before the last seen instant rebuilds the id) or 'id' (any change does)
       lookback_days  instants before the last seen one that every run re-reads
       partial_when   vars that make a run compute a subset of a part (no fingerprints recorded)
       range_column   the target's instant column

@@ -2,7 +2,8 @@
 -- Per id: its calendar and the range of days whose sessions are expected (issue 21).
 -- Start: the earlier of the seed's start_date and the id's first source row (var gaps_from, when
 -- given, replaces it, but not before start_date). End: the seed's end_date, or the last complete
--- session at var gaps_as_of (default now()): a 24/7 day is complete after its UTC midnight, an
+-- session at var gaps_as_of (default: today's UTC midnight, so every run of a day sees the same
+-- sessions and the models stay incremental within it): a 24/7 day is complete after its UTC midnight, an
 -- exchange session after its close (filtered in expected_sessions); var gaps_to clips it.
 -- (The driver sets them as environment variables, see barsmith_gaps_setting.)
 {%- set as_of = barsmith_gaps_setting('as_of') -%}
@@ -10,7 +11,7 @@
 {%- set window_to = barsmith_gaps_setting('to') %}
 with params as (
     select
-        {% if as_of %}{{ sql_string(as_of) }}::timestamptz{% else %}now(){% endif %} as as_of,
+        {% if as_of %}{{ sql_string(as_of) }}::timestamptz{% else %}date_trunc('day', now() at time zone 'UTC') at time zone 'UTC'{% endif %} as as_of,
         {% if window_from %}{{ sql_string(window_from) }}::date{% else %}null::date{% endif %} as window_from,
         {% if window_to %}{{ sql_string(window_to) }}::date{% else %}null::date{% endif %} as window_to
 ),

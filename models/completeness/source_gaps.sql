@@ -1,18 +1,16 @@
-{{ config(
-    materialized='table',
-    tags=['completeness'],
-    pre_hook="{{ barsmith_calendar_tables() }}",
-) }}
+{{ gaps_config('first_missing_session', ['id', 'first_missing_session']) }}
 -- Runs of consecutive expected sessions without a source row, per id (issue 21). A run is
 -- consecutive in the calendar's sessions, so a weekend or holiday inside an exchange gap does not
 -- split it. gap_days counts calendar days from the first to the last missing session;
 -- severity: CRITICAL past var gap_critical_days (7), WARNING past var gap_warning_sessions (1).
 with bounds as (
     select * from {{ ref('asset_session_bounds') }}
+    where {{ gaps_ids_filter('id') }}
 ),
 
 expected as (
     select * from {{ ref('expected_sessions') }}
+    where {{ gaps_ids_filter('id') }}
 ),
 
 observed as (
