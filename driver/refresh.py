@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from . import alerts as alertmod
+from . import report
 from .db import Connection, DatabaseError, state_dir
 from .dbt import PROJECT_DIR, Invocation, NodeResult, command_line, first_error_line, invoke
 from .filters import Filters
@@ -64,6 +65,7 @@ class RefreshOutcome:
     stages: list[StageResult] = field(default_factory=list)
     stale: list[StaleId] = field(default_factory=list)
     quality: dict[str, dict[str, int]] = field(default_factory=dict)
+    rejects_1d: list = field(default_factory=list)  # report.fetch_rejects_1d(): 1D rejects written
     rows_written: dict[str, int] = field(default_factory=dict)
     plan: list[list[str]] = field(default_factory=list)
     alerts: list[tuple[alertmod.Alert, alertmod.Delivery]] = field(default_factory=list)
@@ -277,6 +279,7 @@ def run(
     if outcome.error is None or outcome.invocations:
         try:
             _collect_run_log(connection, since, outcome)
+            outcome.rejects_1d = report.fetch_rejects_1d(connection, since)
         except DatabaseError:
             pass
     for alert in _alerts_for(outcome):

@@ -18,6 +18,7 @@ QUALITY_LABELS = {
     "repaired_timelow": "1D rows with repaired time_low",
     "null_volume_or_market_cap": "1D rows kept with NULL volume/market cap (OP-11)",
     "rejects": "1D rejects",
+    "repaired_ohlc": "1D rows with high/low repaired by bars.md §5.3 rule 4 (repaired_ohlc)",
     "ema_rejects": "EMA rejects",
 }
 
@@ -76,6 +77,50 @@ def quality_lines(outcome) -> list[str]:
     return [f"{QUALITY_LABELS.get(k, k)}: {v:,}" for k, v in sorted(totals.items())]
 
 
+REJECTS_1D_SHOWN = 10
+
+
+def fetch_rejects_1d(connection, since) -> list[tuple[str, int, list]]:
+    """(reason, rows, [[id, local day], ...]) that price_bars_1d_rejects wrote since `since`
+    (barsmith_1d_reject_log, one row per dbt invocation and reason); [] before its first run."""
+    from psycopg import sql
+
+    with connection.connect() as conn:
+        found = conn.execute("select to_regclass(%s)", (sql.Identifier(connection.schema, "barsmith_1d_reject_log")
+                                                        .as_string(conn),)).fetchone()[0]
+        if found is None:
+            return []
+        query = sql.SQL("select reason, n_rows, examples from {} where recorded_at >= %s order by recorded_at, reason")
+        return conn.execute(query.format(sql.Identifier(connection.schema, "barsmith_1d_reject_log")),
+                            (since,)).fetchall()
+
+
+def rejects_1d_lines(logged: list[tuple[str, int, list]], shown: int = REJECTS_1D_SHOWN) -> list[str]:
+    """Summary lines naming the 1D rejects of the run: rows per reason, then the first ids and
+    local days (at most `shown`, "x2" when a day holds two rejected rows) with their reasons."""
+    counts: dict[str, int] = defaultdict(int)
+    days: dict[tuple[int, str, str], int] = {}
+    for reason, n_rows, rows in logged:
+        counts[reason] += int(n_rows)
+        here: dict[tuple[int, str, str], int] = defaultdict(int)
+        for asset, day in rows:
+            here[(int(asset), str(day), reason)] += 1
+        for key, n in here.items():  # the same rows logged by two invocations count once
+            days[key] = max(days.get(key, 0), n)
+    if not counts:
+        return []
+    total = sum(counts.values())
+    listed = sorted(days.items())[:shown]
+    more = total - sum(n for _key, n in listed)
+    return [
+        f"1D rejects this run: {total:,} rows ("
+        + ", ".join(f"{reason} {n:,}" for reason, n in sorted(counts.items())) + ")",
+        "1D rejects this run: "
+        + ", ".join(f"id {i} {day} {reason}" + (f" x{n}" if n > 1 else "") for (i, day, reason), n in listed)
+        + (f", ... (+{more:,} more rows)" if more > 0 else ""),
+    ]
+
+
 def outcome_lines(outcome) -> list[str]:
     """Plain-text summary (also written to the log file)."""
     lines = []
@@ -87,6 +132,7 @@ def outcome_lines(outcome) -> list[str]:
     elif getattr(outcome, "tests_skipped", None):
         lines.append(f"data tests: skipped, {outcome.tests_skipped}")
     lines += ["quality (rows written this run): " + q for q in quality_lines(outcome)]
+    lines += rejects_1d_lines(getattr(outcome, "rejects_1d", []))
     for s in outcome.stale:
         lines.append(f"skipped for EMAs: id {s.id} ({s.reason}"
                      + (f", {s.staleness_hours} h" if s.staleness_hours is not None else "") + ")")
@@ -109,6 +155,7 @@ def print_outcome(console: Console, outcome, quiet: bool = False) -> None:
     if not quiet or outcome.invocations:
         console.print(summary_table(outcome))
     for line in outcome_lines(outcome):
-        if line.startswith(("stage ", "data tests", "quality", "skipped", "FAILED", "dbt error", "error", "OK")):
+        if line.startswith(("stage ", "data tests", "quality", "1D rejects", "skipped", "FAILED", "dbt error", "error",
+                            "OK")):
             style = "red" if line.startswith(("FAILED", "dbt error", "error")) else None
             console.print(line, style=style, highlight=False, markup=False)

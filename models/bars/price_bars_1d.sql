@@ -13,12 +13,13 @@
             "{{ barsmith_create_index_once('price_bars_1d_id_time_close', '(id, time_close)') }}",
             "{{ barsmith_audit() }}",
         ],
-        audit_counts={'repaired_timehigh': 'repaired_timehigh', 'repaired_timelow': 'repaired_timelow', 'null_volume_or_market_cap': 'volume is null or market_cap is null'},
+        audit_counts={'repaired_timehigh': 'repaired_timehigh', 'repaired_timelow': 'repaired_timelow', 'null_volume_or_market_cap': 'volume is null or market_cap is null', 'repaired_ohlc': 'repaired_ohlc'},
         tags=['bars_1d'],
     )
 }}
 
--- Validated daily bars (bars.md §5): every source row whose repaired values pass §5.4.
+-- Validated daily bars (bars.md §5): every source row whose repaired values pass §5.4 and
+-- barsmith's own checks (macros/bars/price_bars_1d_rows.sql).
 with validated as (
     {{ price_bars_1d_rows() }}
 ),
@@ -50,5 +51,6 @@ select
     src_load_ts,
     src_file,
     repaired_timehigh,
-    repaired_timelow
+    repaired_timelow,
+    repaired_ohlc
 from bars
