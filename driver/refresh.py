@@ -22,7 +22,7 @@ from psycopg import sql
 from . import alerts as alertmod
 from . import config
 from . import filters as filtersmod
-from . import runs
+from . import report, runs
 from .db import Connection, DatabaseError, mask_secrets, relation_exists
 from .dbt import PROJECT_DIR, Invocation, NodeResult, command_line, first_error_line, invoke
 from .filters import Filters
@@ -127,6 +127,7 @@ class RefreshOutcome:
     stages: list[StageResult] = field(default_factory=list)
     stale: list[StaleId] = field(default_factory=list)
     quality: dict[str, dict[str, int]] = field(default_factory=dict)
+    rejects_1d: list = field(default_factory=list)  # report.fetch_rejects_1d(): 1D rejects written
     rows_written: dict[str, int] = field(default_factory=dict)
     plan: list[list[str]] = field(default_factory=list)
     alerts: list[tuple[alertmod.Alert, alertmod.Delivery]] = field(default_factory=list)
@@ -314,6 +315,8 @@ def run(
     if outcome.invocations:
         try:
             _collect_run_log(connection, since, outcome)
+            tz = options.user_vars.get("bars_tz", "America/New_York")
+            outcome.rejects_1d = report.fetch_rejects_1d(connection, since, tz)
         except (DatabaseError, psycopg.Error):
             pass
     for alert in _alerts_for(outcome):

@@ -19,6 +19,7 @@ QUALITY_LABELS = {
     "repaired_timelow": "1D rows with repaired time_low",
     "null_volume_or_market_cap": "1D rows kept with NULL volume/market cap (OP-11)",
     "rejects": "1D rejects",
+    "repaired_ohlc": "1D rows with high/low repaired by bars.md §5.3 rule 4 (repaired_ohlc)",
     "ema_rejects": "EMA rejects",
     "warm_up": "features rows still in the indicator warm-up (MACD signal NULL)",
 }
@@ -99,6 +100,69 @@ def warning_line(node) -> str:
     return f"WARN test {node.name}{on}: {rows}"
 
 
+REJECTS_1D_SHOWN = 10
+
+
+def fetch_rejects_1d(connection, since, tz: str = "America/New_York") -> list[tuple[str, int, list]]:
+    """(reason, rows, [[id, local day], ...]) of the rejects price_bars_1d_rejects wrote in its runs
+    since `since`: the rows of the ranges it recorded in barsmith_changes (all after a full build);
+    [] before its first run."""
+    from psycopg import sql
+
+    from .db import relation_exists
+
+    with connection.connect() as conn:
+        if not (relation_exists(conn, connection.schema, "barsmith_changes")
+                and relation_exists(conn, connection.schema, "price_bars_1d_rejects")):
+            return []
+        query = sql.SQL("""
+            with changes as (
+                select id, from_ts, full_build from {changes}
+                where model = 'price_bars_1d_rejects' and recorded_at >= %(since)s
+            ),
+            written as (
+                select r.id, r."timestamp", r.reason,
+                       row_number() over (partition by r.reason order by r.id, r."timestamp") as n
+                from {rejects} as r
+                where exists (select 1 from changes as c where c.full_build)
+                   or exists (select 1 from changes as c
+                              where not c.full_build and c.id = r.id and r."timestamp" >= c.from_ts)
+            )
+            select reason, count(*),
+                   coalesce(jsonb_agg(jsonb_build_array(id, (("timestamp" at time zone %(tz)s)::date)::text)
+                                      order by id, "timestamp") filter (where n <= 20), '[]'::jsonb)
+            from written group by reason order by reason""").format(
+            changes=sql.Identifier(connection.schema, "barsmith_changes"),
+            rejects=sql.Identifier(connection.schema, "price_bars_1d_rejects"))
+        return conn.execute(query, {"since": since, "tz": tz}).fetchall()
+
+
+def rejects_1d_lines(logged: list[tuple[str, int, list]], shown: int = REJECTS_1D_SHOWN) -> list[str]:
+    """Summary lines naming the 1D rejects of the run: rows per reason, then the first ids and
+    local days (at most `shown`, "x2" when a day holds two rejected rows) with their reasons."""
+    counts: dict[str, int] = defaultdict(int)
+    days: dict[tuple[int, str, str], int] = {}
+    for reason, n_rows, rows in logged:
+        counts[reason] += int(n_rows)
+        here: dict[tuple[int, str, str], int] = defaultdict(int)
+        for asset, day in rows:
+            here[(int(asset), str(day), reason)] += 1
+        for key, n in here.items():  # the same rows logged by two invocations count once
+            days[key] = max(days.get(key, 0), n)
+    if not counts:
+        return []
+    total = sum(counts.values())
+    listed = sorted(days.items())[:shown]
+    more = total - sum(n for _key, n in listed)
+    return [
+        f"1D rejects this run: {total:,} rows ("
+        + ", ".join(f"{reason} {n:,}" for reason, n in sorted(counts.items())) + ")",
+        "1D rejects this run: "
+        + ", ".join(f"id {i} {day} {reason}" + (f" x{n}" if n > 1 else "") for (i, day, reason), n in listed)
+        + (f", ... (+{more:,} more rows)" if more > 0 else ""),
+    ]
+
+
 def outcome_lines(outcome) -> list[str]:
     """Plain-text summary (also written to the log file)."""
     lines = []
@@ -109,6 +173,7 @@ def outcome_lines(outcome) -> list[str]:
         lines.append("data tests: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
                      + " (of the rows this run wrote; driver validate checks whole tables)")
     lines += ["quality (rows written this run): " + q for q in quality_lines(outcome)]
+    lines += rejects_1d_lines(getattr(outcome, "rejects_1d", []))
     for s in outcome.stale:
         lines.append(f"skipped for EMAs and features: id {s.id} ({s.reason}"
                      + (f", {s.staleness_hours} h" if s.staleness_hours is not None else "") + ")")
@@ -148,8 +213,8 @@ def print_outcome(console: Console, outcome, quiet: bool = False) -> None:
     if not quiet or outcome.invocations:
         console.print(summary_table(outcome))
     for line in outcome_lines(outcome):
-        if line.startswith(("stage ", "data tests", "quality", "skipped", "waiting", "WARN", "FAILED", "dbt error",
-                            "error", "note", "refused", "REFUSED", "OK")):
+        if line.startswith(("stage ", "data tests", "quality", "1D rejects", "skipped", "waiting", "WARN", "FAILED",
+                            "dbt error", "error", "note", "refused", "REFUSED", "OK")):
             style = ("red" if line.startswith(("FAILED", "dbt error", "error", "refused", "REFUSED"))
                      else "yellow" if line.startswith("WARN") else None)
             console.print(line, style=style, highlight=False, markup=False)

@@ -40,9 +40,15 @@
     {{ return('tf' if cfg.get('parts') == 'timeframe' else none) }}
 {%- endmacro %}
 
-{#- (id, ts, changed_at) of the rows of an input spec {'model', 'ts', 'changed_at'[, 'where']}.
-    upstream: the spec is another model's input (read through the graph, not a ref of this model). -#}
-{% macro barsmith_input_rows(spec, upstream=false) -%}
+{#- (id, ts, changed_at) of the rows of an input spec {'model', 'ts', 'changed_at'[, 'where']}, or
+    what the model's extension gives through its hook `input_rows` (an input whose change marker is
+    computed, e.g. the 1D models'). upstream: the spec is another model's input (read through the
+    graph, not a ref of this model); node_config: that model's config. -#}
+{% macro barsmith_input_rows(spec, upstream=false, node_config=none) -%}
+    {%- set hooked = barsmith_extension_call('input_rows', node_config=node_config or config) -%}
+    {%- if hooked -%}
+        {{ return(hooked) }}
+    {%- endif -%}
     select
         id,
         {{ adapter.quote(spec['ts']) }} as ts,
@@ -292,7 +298,7 @@
                 from {{ barsmith_ranges() }}
                 where n_rows is not null
             {% else %}
-                {{ barsmith_input_fingerprint(barsmith_input_rows(node.get('input'), upstream=true)) }}
+                {{ barsmith_input_fingerprint(barsmith_input_rows(node.get('input'), upstream=true, node_config=node)) }}
             {% endif %}
         ),
 

@@ -195,6 +195,9 @@
     {%- if not extension -%}{{ return(none) }}{%- endif -%}
     {%- set hook_macro = context.get(extension ~ '_' ~ hook) -%}
     {%- if hook_macro is none -%}{{ return(none) }}{%- endif -%}
+    {%- if node_config is not none -%}
+        {{ return(hook_macro(node_config=node_config, **kwargs)) }}
+    {%- endif -%}
     {{ return(hook_macro(**kwargs)) }}
 {% endmacro %}
 

@@ -12,7 +12,7 @@
     where
         id is null or "timestamp" is null or bar_seq is null or time_open is null or time_close is null
         or time_high is null or time_low is null or open is null or high is null or low is null or close is null
-        or src_load_ts is null or repaired_timehigh is null or repaired_timelow is null
+        or src_load_ts is null or repaired_timehigh is null or repaired_timelow is null or repaired_ohlc is null
 
     union all
     select 'tf_and_flags', id, "timestamp" from checked

@@ -45,9 +45,18 @@
 
 {# bars.md §1.2 / invariant 1: one source row per (id, local day) (OP-23). #}
 {% test barsmith_unique_local_day(model) %}
-    select id, {{ local_day('"timestamp"') }} as local_day, count(*) as n_rows
-    from {{ barsmith_scoped(model) }} as s
-    group by id, {{ local_day('"timestamp"') }}
+    with checked as (
+        select distinct
+            s.id,
+            {{ local_day('s."timestamp"') }} as local_day
+        from {{ barsmith_scoped(model) }} as s
+        where s.barsmith_checked
+    )
+
+    select m.id, c.local_day, count(*) as n_rows
+    from {{ model }} as m
+    inner join checked as c on m.id = c.id and {{ local_day('m."timestamp"') }} = c.local_day
+    group by m.id, c.local_day
     having count(*) > 1
 {% endtest %}
 

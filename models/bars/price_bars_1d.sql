@@ -12,13 +12,16 @@
         audit_counts={
             'repaired_timehigh': 'repaired_timehigh',
             'repaired_timelow': 'repaired_timelow',
+            'repaired_ohlc': 'repaired_ohlc',
             'null_volume_or_market_cap': 'volume is null or market_cap is null',
         },
+        extension='bars_1d',
         tags=['bars_1d'],
     )
 }}
 
--- Validated daily bars (bars.md §5): every source row whose repaired values pass §5.4.
+-- Validated daily bars (bars.md §5): every source row whose repaired values pass §5.4 and
+-- barsmith's own checks (macros/bars/price_bars_1d_rows.sql).
 with validated as (
     {{ price_bars_1d_rows() }}
 ),
@@ -50,5 +53,6 @@ select
     src_load_ts,
     src_file,
     repaired_timehigh,
-    repaired_timelow
+    repaired_timelow,
+    repaired_ohlc
 from bars

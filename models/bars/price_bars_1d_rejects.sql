@@ -5,13 +5,15 @@
         range_column='"timestamp"',
         unique_key=['id', 'timestamp'],
         table_indexes=[{'name': 'key', 'columns': ['id', '"timestamp"'], 'unique': true}],
+        extension='bars_1d',
         audit_counts={'rejects': 'true'},
         tags=['bars_1d'],
     )
 }}
 
--- Source rows that fail the 1D acceptance rules (bars.md §5.4), keyed (id, "timestamp"), holding
--- the current reason (OP-12): re-processing replaces the row, a row that became valid is deleted.
+-- Source rows that fail the 1D acceptance rules (bars.md §5.4) or barsmith's own checks, keyed
+-- (id, "timestamp"), holding the current reason (OP-12): re-processing replaces the row, a row
+-- that became valid is deleted. The post-hook logs what this run wrote for the run summary.
 with validated as (
     {{ price_bars_1d_rows() }}
 ),

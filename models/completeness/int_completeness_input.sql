@@ -16,4 +16,7 @@ select
     coalesce(a.start_date::timestamptz, '-infinity'::timestamptz) as ts,
     '-infinity'::timestamptz as changed_at
 from {{ ref('assets') }} as a
-where not exists (select 1 from {{ ref('stg_price_histories') }} as s where s.id = a.id)
+where not exists (
+    select 1 from {{ ref('stg_price_histories') }} as s
+    where s.id = a.id
+)

@@ -373,9 +373,12 @@ def test_failed_test_run_sends_an_error_alert_and_info_is_below_threshold(env, m
         ok = runner.invoke(app, ["refresh", "--bars"])
         assert ok.exit_code == 0
         assert hook.messages == [], "INFO success summary is below the default ERROR threshold"
-        sql(env, """insert into price_histories (id, name, "timestamp", open, close, timeopen, timeclose, load_ts)
-                    select 1, 'dup', "timestamp" + interval '1 hour', 1, 1, timeopen, timeclose, now()
-                    from price_histories where id = 1 order by "timestamp" desc limit 1""")
+        # a bad source row no longer fails a test (it becomes a 1D reject): break a built 1D row of
+        # id 1 outside any range the next run re-reads, and touch id 52 so the tests run again
+        sql(env, """update price_bars_1d set high = low - 1 where id = 1
+                    and "timestamp" = (select min("timestamp") from price_bars_1d where id = 1)""")
+        sql(env, """update price_histories set load_ts = now() where id = 52
+                    and "timestamp" = (select max("timestamp") from price_histories where id = 52)""")
         bad = runner.invoke(app, ["refresh", "--bars"])
         assert bad.exit_code == 1
     titles = [m["text"] for m in hook.messages]
