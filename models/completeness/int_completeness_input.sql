@@ -17,6 +17,6 @@ select
     '-infinity'::timestamptz as changed_at
 from {{ ref('assets') }} as a
 where not exists (
-    select 1 from {{ ref('stg_price_histories') }} as s
-    where s.id = a.id
-)
+        select 1 from {{ ref('stg_price_histories') }} as s
+        where s.id = a.id
+    )
