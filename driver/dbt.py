@@ -79,6 +79,21 @@ def _node_result(res) -> NodeResult:
     )
 
 
+def _quick_behavior_flags() -> None:
+    """dbt-common names the module that declared each adapter behavior flag by walking
+    inspect.stack() (source context of every frame) for every flag of every adapter instance: about
+    0.6 s of each dbt invocation in this process (parse of the project 1.1 s -> 0.45 s, measured),
+    for a name dbt only prints in a behavior-change warning. The name becomes 'dbt'; nothing else
+    changes. Skipped if dbt-common moves it."""
+    try:
+        from dbt_common import behavior_flags  # noqa: PLC0415
+    except ImportError:  # pragma: no cover
+        return
+    rendered = getattr(behavior_flags, "BehaviorFlagRendered", None)
+    if rendered is not None and hasattr(rendered, "_default_source"):
+        rendered._default_source = staticmethod(lambda: "dbt")
+
+
 def invoke(
     connection: Connection,
     command: list[str],
@@ -89,6 +104,7 @@ def invoke(
     """Run one dbt command in-process and collect per-node results."""
     from dbt.cli.main import dbtRunner  # noqa: PLC0415 (slow import)
 
+    _quick_behavior_flags()
     os.environ.update(connection.dbt_env())
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     os.environ.setdefault("DBT_LOG_PATH", str(PROJECT_DIR / ".logs" / "dbt"))
