@@ -21,7 +21,12 @@
     series from their first changed instant on. -#}
 {% macro ema_rows_to_judge(ema_table) %}
     {%- set table = ref(ema_table) -%}
-    {%- set finite = "e.ema not in ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8)" -%}
+    {%- set whole_table -%}
+        exists (
+            select 1 from {{ barsmith_ranges() }} as r
+            where r.model = {{ sql_string(ema_table) }} and r.full_build
+        )
+    {%- endset -%}
     select
         {{ sql_string(ema_table) }}::text as source_table,
         x.id,
@@ -44,69 +49,63 @@
             avg(e.v) over w as stat_mean,
             stddev_samp(e.v) over w as stat_std
         from (
-            {% if is_incremental() %}
+            select
+                e.id,
+                e.tf,
+                e.period,
+                e.ts,
+                e.ema,
+                e.from_ts,
+                -- rule 5 reads the finite values, in exact numeric arithmetic
+                case when e.ema not in ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8) then e.ema::numeric end
+                    as v
+            from (
                 select
-                    e.id,
-                    e.tf,
-                    e.period,
-                    e.ts,
-                    e.ema,
-                    '-infinity'::timestamptz as from_ts,
-                    case when {{ finite }} then e.ema::numeric end as v
-                from {{ table }} as e
-                where exists (
-                    select 1 from {{ barsmith_ranges() }} as r
-                    where r.model = {{ sql_string(ema_table) }} and r.full_build
-                )
-                union all
-                select
-                    s.id,
-                    s.tf,
-                    s.period,
-                    e.ts,
-                    e.ema,
-                    s.from_ts,
-                    case when {{ finite }} then e.ema::numeric end as v
-                from (
+                    t.id,
+                    t.tf,
+                    t.period,
+                    t.ts,
+                    t.ema,
+                    '-infinity'::timestamptz as from_ts
+                from {{ table }} as t
+                {% if is_incremental() %}
+                    where {{ whole_table }}
+                    union all
                     select
-                        id,
-                        tf,
-                        period,
-                        min(from_ts) as from_ts
-                    from {{ barsmith_ranges() }}
-                    where model = {{ sql_string(ema_table) }} and tf is not null and not full_build
-                    group by id, tf, period
-                ) as s
-                cross join lateral (
-                    -- the series' rows from the 100th row before from_ts on (index range scans)
-                    select
-                        e.ts,
-                        e.ema
-                    from {{ table }} as e
-                    where
-                        e.id = s.id and e.tf = s.tf and e.period = s.period
-                        and e.ts >= coalesce((
-                            select p.ts from {{ table }} as p
-                            where p.id = s.id and p.tf = s.tf and p.period = s.period and p.ts < s.from_ts
-                            order by p.ts desc
-                            limit 1 offset 99
-                        ), '-infinity'::timestamptz)
-                ) as e
-                where not exists (
-                    select 1 from {{ barsmith_ranges() }} as r
-                    where r.model = {{ sql_string(ema_table) }} and r.full_build
-                )
-            {% else %}
-                select
-                    e.id,
-                    e.tf,
-                    e.period,
-                    e.ts,
-                    e.ema,
-                    '-infinity'::timestamptz as from_ts,
-                    case when {{ finite }} then e.ema::numeric end as v
-                from {{ table }} as e
-            {% endif %}
+                        s.id,
+                        s.tf,
+                        s.period,
+                        t.ts,
+                        t.ema,
+                        s.from_ts
+                    from (
+                        select
+                            id,
+                            tf,
+                            period,
+                            min(from_ts) as from_ts
+                        from {{ barsmith_ranges() }}
+                        where model = {{ sql_string(ema_table) }} and tf is not null and not full_build
+                        group by id, tf, period
+                    ) as s
+                    cross join lateral (
+                        -- the series' rows from the 100th row before from_ts on (index range scans)
+                        select
+                            t.ts,
+                            t.ema
+                        from {{ table }} as t
+                        where
+                            t.id = s.id and t.tf = s.tf and t.period = s.period
+                            and t.ts >= coalesce((
+                                select p.ts from {{ table }} as p
+                                where p.id = s.id and p.tf = s.tf and p.period = s.period and p.ts < s.from_ts
+                                order by p.ts desc
+                                limit 1 offset 99
+                            ), '-infinity'::timestamptz)
+                    ) as t
+                    where not {{ whole_table }}
+                {% endif %}
+            ) as e
         ) as e
         window w as (partition by e.id, e.tf, e.period order by e.ts rows between 100 preceding and 1 preceding)
     ) as x
