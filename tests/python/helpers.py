@@ -195,3 +195,58 @@ def index_definitions(project: DbtProject) -> list[tuple[str, str]]:
 
 def connect(connection: dbmod.Connection) -> psycopg.Connection:
     return connection.connect()
+
+
+# ---------------------------------------------------------------- incremental == full refresh
+
+FAMILY_TABLES = ["price_bars_multi_tf", "price_bars_multi_tf_cal_iso", "price_bars_multi_tf_cal_us",
+                 "price_bars_multi_tf_cal_anchor_iso", "price_bars_multi_tf_cal_anchor_us"]
+EMA_TABLES = ["ema_multi_tf", "ema_multi_tf_v2", "ema_multi_tf_cal_us", "ema_multi_tf_cal_iso",
+              "ema_multi_tf_cal_anchor_us", "ema_multi_tf_cal_anchor_iso"]
+FEATURE_TABLES = ["features_1d", "features_multi_tf", "features_multi_tf_cal_us", "features_multi_tf_cal_iso",
+                  "features_multi_tf_cal_anchor_us", "features_multi_tf_cal_anchor_iso"]
+# every incremental table: (table, key columns, columns that differ between two builds by design)
+INCREMENTAL_TABLES = [
+    ("price_bars_1d", ["id", '"timestamp"'], ()),
+    ("price_bars_1d_rejects", ["id", '"timestamp"'], ()),
+    ("int_bars_daily_prep", ["id", "ts"], ()),
+    *[(t, ["id", "tf", "time_close"], ("ingested_at",)) for t in FAMILY_TABLES],
+    *[(t, ["id", "tf", "period", "ts"], ("ingested_at",)) for t in EMA_TABLES],
+    ("ema_rejects", ["source_table", "id", "tf", "period", '"timestamp"'], ("created_at",)),
+    *[(t, ["id", "tf", "time_close"], ()) for t in FEATURE_TABLES],
+]
+
+
+def snapshot(project: DbtProject, tables: Iterable[str] | None = None,
+             ids: Iterable[int] | None = None) -> dict[str, list[tuple]]:
+    """The rows of the incremental tables (all of INCREMENTAL_TABLES, or those named) that exist,
+    in key order, without the columns that differ by design (optionally only some ids)."""
+    wanted = None if tables is None else set(tables)
+    keep = None if ids is None else set(ids)
+    out = {}
+    for table, key, exclude in INCREMENTAL_TABLES:
+        if wanted is not None and table not in wanted:
+            continue
+        if project.query("select to_regclass(%s)", (table,))[0][0] is None:
+            continue
+        rows = table_rows(project, table, key, exclude)
+        out[table] = [r for r in rows if keep is None or r[1 if table == "ema_rejects" else 0] in keep]
+    return out
+
+
+def assert_equals_full_refresh(project: DbtProject, rebuild, tables: Iterable[str] | None = None,
+                               context: str = "", ids: Iterable[int] | None = None) -> dict[str, list[tuple]]:
+    """Snapshot the tables as the incremental runs left them, call rebuild() (a full refresh of the
+    same source), snapshot again: every table must be equal, row for row. Returns the snapshot."""
+    incremental = snapshot(project, tables, ids)
+    rebuild()
+    full = snapshot(project, tables, ids)
+    assert set(incremental) == set(full), f"tables differ {context}: {sorted(set(incremental) ^ set(full))}"
+    for table, rows in incremental.items():
+        if rows != full[table]:
+            extra = [r for r in rows if r not in set(full[table])][:3]
+            missing = [r for r in full[table] if r not in set(rows)][:3]
+            raise AssertionError(f"{table} differs from a full refresh {context}: "
+                                 f"{len(rows)} vs {len(full[table])} rows; only incremental: {extra}; "
+                                 f"only full: {missing}")
+    return incremental

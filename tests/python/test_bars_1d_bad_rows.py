@@ -18,23 +18,14 @@ from psycopg import sql
 
 from driver.load import COLUMNS
 
-from .helpers import table_rows
+from .helpers import INCREMENTAL_TABLES, assert_equals_full_refresh, snapshot
 
 START = date(2024, 1, 1)
 DAYS = 90
 CLEAN_IDS = (1, 2, 3)
 ONE_D = "stg_price_histories price_bars_1d price_bars_1d_rejects price_bars_1d_state"
-FAMILIES = ["price_bars_multi_tf", "price_bars_multi_tf_cal_iso", "price_bars_multi_tf_cal_us",
-            "price_bars_multi_tf_cal_anchor_iso", "price_bars_multi_tf_cal_anchor_us"]
-EMAS = ["ema_multi_tf", "ema_multi_tf_v2", "ema_multi_tf_cal_us", "ema_multi_tf_cal_iso",
-        "ema_multi_tf_cal_anchor_us", "ema_multi_tf_cal_anchor_iso"]
-# (table, key, columns that differ between runs by design)
-TABLES = [
-    ("price_bars_1d", ["id", '"timestamp"'], ()),
-    ("price_bars_1d_rejects", ["id", '"timestamp"'], ()),
-    *[(t, ["id", "tf", "time_close"], ("ingested_at",)) for t in FAMILIES],
-    *[(t, ["id", "tf", "period", "ts"], ("ingested_at",)) for t in EMAS],
-]
+TABLES = [t for t, _k, _e in INCREMENTAL_TABLES
+          if t.startswith(("price_bars", "ema_multi")) and t != "price_bars_1d_state"]
 # a few timeframes and periods keep the incremental runs short (the logic is the same for all)
 SMALL = "stg_price_histories+ ema_alpha_lookup"
 SMALL_VARS = {"timeframes": ["2D", "7D", "1W_CAL_ISO", "1W_CAL_US", "1M_CAL", "1W_CAL_ANCHOR_US",
@@ -201,23 +192,8 @@ def rejects_by_key(project) -> dict[tuple[int, datetime], str]:
     return {(i, ts): reason for i, ts, reason in rows}
 
 
-def snapshot(project, ids: list[int] | None = None) -> dict[str, list[tuple]]:
-    """The rows of every table of TABLES the selection built."""
-    out = {}
-    for table, key, exclude in TABLES:
-        if project.query("select to_regclass(%s)", (table,))[0][0] is None:
-            continue
-        rows = table_rows(project, table, key, exclude)
-        out[table] = [r for r in rows if ids is None or r[0] in ids]
-    return out
-
-
 def assert_incremental_equals_full(project, select: str, vars: dict | None = None) -> None:
-    incremental = snapshot(project)
-    project.run(select, full_refresh=True, vars=vars)
-    full = snapshot(project)
-    for table in incremental:
-        assert incremental[table] == full[table], f"{table}: incremental differs from a full refresh"
+    assert_equals_full_refresh(project, lambda: project.run(select, full_refresh=True, vars=vars), TABLES)
 
 
 def test_bad_input_corpus_full_build(project, tmp_path):
@@ -263,12 +239,12 @@ def test_bad_input_corpus_full_build(project, tmp_path):
         n_rejected[i] = n_rejected.get(i, 0) + 1
     assert ids == [(i, n_source[i] - n_rejected.get(i, 0)) for i in sorted(n_source)]
 
-    built = snapshot(project)
+    built = snapshot(project, TABLES)
     with project.connection.connect() as conn:
         for (i, ts) in expected:
             conn.execute('delete from price_histories where id = %s and "timestamp" = %s', (i, ts))
     project.build(full_refresh=True)
-    clean = snapshot(project)
+    clean = snapshot(project, TABLES)
     assert clean["price_bars_1d_rejects"] == []
     for table in clean:
         if table == "price_bars_1d_rejects":

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from .helpers import DbtProject, compare_frames, drop_database, index_definitions, new_database, read_golden, table_rows
+from .helpers import (DbtProject, assert_equals_full_refresh, compare_frames, drop_database, index_definitions,
+                      new_database, read_golden)
 
 EMA_KINDS = {
     "id": "int", "tf": "str", "ts": "ts", "period": "int", "tf_days": "int", "roll": "bool", "roll_bar": "bool",
@@ -111,12 +112,9 @@ def test_incremental_resume_equals_full_refresh(project, golden_dir, table, tmp_
             " group by 1, 2, 3 order by 1, 2, 3")
         assert written and project.query(changes_sql, [table, table]) == written, \
             "the run's changes are the series it wrote, each from its first new row"
-    incremental = table_rows(project, table, KEYS, exclude=["ingested_at"])
     indexes = index_definitions(project)
-    project.run(f"+{table}", full_refresh=True)
-    full = table_rows(project, table, KEYS, exclude=["ingested_at"])
-    assert len(full) > 10000
-    assert incremental == full
+    full = assert_equals_full_refresh(project, lambda: project.run(f"+{table}", full_refresh=True), [table])
+    assert len(full[table]) > 10000
     # a full refresh replaces the tables with every index they had
     assert index_definitions(project) == indexes
     assert any(t == table and "WHERE (NOT roll)" in d for t, d in indexes), "the canonical index exists"
@@ -362,7 +360,4 @@ def test_a_correction_rewrites_the_emas_from_the_corrected_day_only(project, gol
                               "and not full_build", [table])
         assert first[0][0] is not None and first[0][0] >= fixed - pd.Timedelta(days=1) and first[0][1] == 1, \
             (table, first, fixed)
-    incremental = {t: table_rows(project, t, KEYS, exclude=["ingested_at"]) for t in tables}
-    project.run(select, full_refresh=True)
-    for table in tables:
-        assert table_rows(project, table, KEYS, exclude=["ingested_at"]) == incremental[table], table
+    assert_equals_full_refresh(project, lambda: project.run(select, full_refresh=True), tables)

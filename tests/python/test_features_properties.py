@@ -7,12 +7,11 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .helpers import table_rows
+from .helpers import FEATURE_TABLES as FEATURES
+from .helpers import assert_equals_full_refresh
 from .histories import write_rows
 from .test_properties import OLD, apply, initial_history
 
-FEATURES = ["features_1d", "features_multi_tf", "features_multi_tf_cal_us", "features_multi_tf_cal_iso",
-            "features_multi_tf_cal_anchor_us", "features_multi_tf_cal_anchor_iso"]
 SELECT = " ".join(f"+{m}" for m in FEATURES)
 # one timeframe per family that reaches the 34-bar MACD warm-up in these histories (2D, weeks),
 # and 1M (never seeded: every run computes those series from their first bar)
@@ -26,10 +25,6 @@ operation = st.one_of(
     st.tuples(st.just("delete"), st.integers(1, 2), st.integers(0, 400)),
     st.tuples(st.just("invalidate"), st.integers(1, 2), st.integers(0, 400)),
 )
-
-
-def snapshot(project):
-    return {t: table_rows(project, t, ["id", "tf", "time_close"]) for t in FEATURES}
 
 
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -51,9 +46,6 @@ def test_features_incremental_equals_full_refresh(project, gaps, length, ops):
             for op in batch:
                 apply(conn, history, op)
         project.run(SELECT, vars=VARS)
-    incremental = snapshot(project)
+    incremental = assert_equals_full_refresh(
+        project, lambda: project.run(SELECT, full_refresh=True, vars=VARS), FEATURES, f"after {ops}")
     assert all(incremental[t] for t in FEATURES), "a features table is empty"
-    project.run(SELECT, full_refresh=True, vars=VARS)
-    full = snapshot(project)
-    for table in FEATURES:
-        assert incremental[table] == full[table], f"{table} differs after {ops}"

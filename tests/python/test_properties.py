@@ -9,24 +9,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from .histories import EPOCH, History, day_row, delete_day, write_rows
-from .helpers import table_rows
+from .helpers import INCREMENTAL_TABLES, assert_equals_full_refresh
 
-# (table, key columns, columns that legitimately differ between runs)
-FAMILIES = ["price_bars_multi_tf", "price_bars_multi_tf_cal_iso", "price_bars_multi_tf_cal_us",
-            "price_bars_multi_tf_cal_anchor_iso", "price_bars_multi_tf_cal_anchor_us"]
-EMAS = ["ema_multi_tf", "ema_multi_tf_v2", "ema_multi_tf_cal_us", "ema_multi_tf_cal_iso",
-        "ema_multi_tf_cal_anchor_us", "ema_multi_tf_cal_anchor_iso"]
-TABLES = [
-    ("price_bars_1d", ['id', '"timestamp"'], ()),
-    ("price_bars_1d_rejects", ['id', '"timestamp"'], ()),
-    *[(t, ["id", "tf", "time_close"], ("ingested_at",)) for t in FAMILIES],
-    *[(t, ["id", "tf", "period", "ts"], ("ingested_at",)) for t in EMAS],
-    ("ema_rejects", ["source_table", "id", "tf", "period", '"timestamp"'], ("created_at",)),
-]
+TABLES = [t for t, _k, _e in INCREMENTAL_TABLES if not t.startswith("features")]
 # a few timeframes and periods per family keep each run short; the logic is the same for all. They
 # are trimmed in the seeds rather than passed as filter vars: a filtered EMA run records no
 # fingerprints and rebuilds, so only unfiltered runs exercise the resume from stored rows.
-SELECT = "stg_price_histories+ ema_alpha_lookup"
+SELECT = "+ema_rejects price_bars_1d_rejects"
 TIMEFRAMES = ["2D", "7D", "10D", "1W_CAL_ISO", "1W_CAL_US", "2W_CAL_ISO", "1M_CAL", "3M_CAL", "1Y_CAL",
               "1W_CAL_ANCHOR_US", "2W_CAL_ANCHOR_ISO", "1M_CAL_ANCHOR", "1Y_CAL_ANCHOR", "1D"]
 PERIODS = [3, 5]
@@ -90,10 +79,6 @@ def apply(conn, history: History, op) -> None:
                      (asset, d))
 
 
-def snapshot(project):
-    return {t: table_rows(project, t, keys, exclude) for t, keys, exclude in TABLES}
-
-
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     gaps=st.lists(st.integers(1, 80), max_size=4),
@@ -117,8 +102,5 @@ def test_incremental_equals_full_refresh(project, gaps, length, ops):
             for op in batch:
                 apply(conn, history, op)
         project.run(SELECT, vars=VARS)
-    incremental = snapshot(project)
-    project.run(SELECT, full_refresh=True, vars=VARS)
-    full = snapshot(project)
-    for table, *_ in TABLES:
-        assert incremental[table] == full[table], f"{table} differs after {ops}"
+    assert_equals_full_refresh(project, lambda: project.run(SELECT, full_refresh=True, vars=VARS), TABLES,
+                               f"after {ops}")
