@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from driver import config
 from driver import db as dbmod
-from driver import refresh as refreshmod
+from driver import freshness as freshnessmod
 from driver.cli import app
 
 runner = CliRunner()
@@ -120,14 +120,13 @@ def test_keyword_list_covers_the_servers_reserved_words(server):
     assert config.check_identifier("name", "x") == "name"
 
 
-def test_signature_query_quotes_the_source_even_if_validation_were_bypassed(canary):
-    """Defence in depth: the Python SQL composes identifiers with psycopg.sql, so even a name that
-    skipped validation is one (non-existent) relation, never SQL."""
+def test_driver_source_query_quotes_the_source_even_if_validation_were_bypassed(canary):
+    """Defence in depth: the driver's own SQL over the source (the freshness query) composes
+    identifiers with psycopg.sql, so even a name that skipped validation is one (non-existent)
+    relation, never SQL."""
     database, _env = canary
-    options = refreshmod.RefreshOptions(stage="bars", source_vars={
-        "source_schema": "public", "source_table": 'price_histories"; drop table canary; select 1,2,3,4 --'})
     with pytest.raises(psycopg.errors.UndefinedTable):
-        refreshmod.run_signature(database, options)
+        freshnessmod.per_id(database, None, "public", 'price_histories"; drop table canary; select 1,2,3,4 --')
     assert canary_alive(database)
 
 
