@@ -5,7 +5,12 @@
 {#- Rows (one per alignment_source) where the view's row count differs from its part's (an empty
     part, e.g. after a timeframe-filtered build, matches no rows in the view), or where an
     alignment_source of the view has no part. A mislabelled or missing branch fails here. -#}
+{#- Both tests belong to the full audit (`dbt test`): under `dbt build` a view's test reads nothing
+    (barsmith_test_mode 'none'; a view holds no rows a run wrote, its parts are tested). -#}
 {% test barsmith_union_row_count(model, parts) %}
+    {%- if execute and barsmith_test_mode(model) == 'none' %}
+    select null::text as alignment_source where false
+    {%- else %}
     with view_counts as (
         select
             alignment_source,
@@ -31,6 +36,7 @@
     from view_counts as v
     full outer join part_counts as p on v.alignment_source = p.alignment_source
     where coalesce(v.view_rows, 0) is distinct from p.part_rows
+    {%- endif %}
 {% endtest %}
 
 {#- Duplicate keys (alignment_source + columns) of the view. Once barsmith_union_row_count has
@@ -38,6 +44,9 @@
     part is unique on `columns`: a part with a valid unique index on exactly those columns is
     guaranteed by PostgreSQL and not scanned; any other part is grouped in full. -#}
 {% test barsmith_union_key_unique(model, parts, columns) %}
+    {%- if execute and barsmith_test_mode(model) == 'none' %}
+    select null::text as alignment_source where false
+    {%- else %}
     {%- set names = columns | map('replace', '"', '') | sort | list -%}
     {% for source, part in parts.items() %}
         {%- set rel = ref(part) -%}
@@ -65,4 +74,5 @@
         having count(*) > 1
         {% if not loop.last %}union all{% endif %}
     {% endfor %}
+    {%- endif %}
 {% endtest %}
