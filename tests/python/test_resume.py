@@ -28,7 +28,7 @@ def runs(database) -> list[tuple]:
                             "from barsmith_refresh_runs order by run_id").fetchall()
 
 
-def test_sigkill_during_the_ema_stage_then_resume_keeps_the_options(database, golden_dir, tmp_path):
+def test_sigkill_while_an_ema_model_builds_then_resume_keeps_the_options(database, golden_dir, tmp_path):
     loadmod.load_files(database, [golden_dir / "price_histories.csv"], "public", "price_histories")
     env = dict(os.environ, BARSMITH_DB_URL=database.url, BARSMITH_LOG_DIR=str(tmp_path / "logs"),
                BARSMITH_STATE_DIR=str(tmp_path / "state"), DBT_TARGET_PATH=str(tmp_path / "target"))
@@ -45,7 +45,7 @@ def test_sigkill_during_the_ema_stage_then_resume_keeps_the_options(database, go
                     models = conn.execute("select count(*) from pg_stat_activity where datname = current_database() "
                                           "and query ilike '%ema_multi_tf%' and state = 'active' "
                                           "and pid <> pg_backend_pid()").fetchone()[0]
-                    if stage == "emas" and models:
+                    if stage == "all" and models:
                         break
             time.sleep(0.05)
         assert proc.poll() is None, "the refresh ended before it could be killed"
@@ -54,19 +54,19 @@ def test_sigkill_during_the_ema_stage_then_resume_keeps_the_options(database, go
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert stage == "emas"
+    assert stage == "all", "killed while the build ran an EMA model"
     assert [r[1] for r in runs(database)] == ["running"], "a killed run leaves its row running"
 
     resumed = driver("refresh", "--resume", env=env)
     out = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, out[-4000:]
     assert re.search(r"run 1 \(started .*\) did not finish \(driver killed or connection lost\); marked "
-                     r"interrupted: driver refresh --resume re-runs emas", out), out[-4000:]
-    assert "resuming run 1 (interrupted in stage emas): refresh --all --tfs 7D,1W_CAL_US --periods 10,20 " \
-           "--skip-stale-check, stages emas" in out
-    assert "nothing to resume" not in out and "stage emas skipped" not in out
+                     r"interrupted: driver refresh --resume re-runs all", out), out[-4000:]
+    assert "resuming run 1 (interrupted in stage all): refresh --all --tfs 7D,1W_CAL_US --periods 10,20 " \
+           "--skip-stale-check, stages all" in out
+    assert "nothing to resume" not in out
     (first, second) = runs(database)
-    assert first[1:4] == ("interrupted", "emas", ["emas"])
+    assert first[1:4] == ("interrupted", "all", ["all"])
     assert second[1] == "success" and second[5] == 1 and second[4] == first[4], "the original options, kept"
     again = driver("refresh", "--resume", env=env)
     assert again.returncode == 0 and "nothing to resume" in again.stdout
