@@ -155,6 +155,9 @@ def _check_var(name: str, value: Any) -> Any:
     if name == "bars_daily_source":
         if value not in ("bars_1d", "raw"):
             raise ConfigError(f"{where}: {value!r} is not bars_1d or raw")
+    elif name == "test_scope":
+        if value not in ("auto", "all", "latest"):
+            raise ConfigError(f"{where}: {value!r} is not auto, all or latest")
     elif name == "bars_tz":
         try:
             if not isinstance(value, str) or not value:

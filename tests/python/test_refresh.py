@@ -246,7 +246,7 @@ def test_resume_with_other_options_is_a_usage_error(monkeypatch):
     monkeypatch.setenv("BARSMITH_DB_URL", "postgresql://u@127.0.0.1:1/x")
     res = runner.invoke(app, ["refresh", "--resume", "--all", "--ids", "1"])
     assert res.exit_code == 2
-    assert "options it was started with" in res.output and "--all/--bars/--emas, --ids" in res.output
+    assert "options it was started with" in res.output and "--all/--bars/--emas/--features, --ids" in res.output
 
 
 def test_resume_on_a_database_without_runs_says_so(env):
@@ -373,14 +373,15 @@ def test_failed_test_run_sends_an_error_alert_and_info_is_below_threshold(env, m
         ok = runner.invoke(app, ["refresh", "--bars"])
         assert ok.exit_code == 0
         assert hook.messages == [], "INFO success summary is below the default ERROR threshold"
-        # a bad source row no longer fails a test (it becomes a 1D reject): break a built 1D row of
-        # id 1 outside any range the next run re-reads, and touch id 52 so the tests run again
+        # a bad source row no longer fails a test (it becomes a 1D reject), and a refresh tests what
+        # it wrote: break a built 1D row of id 1 outside any range a run re-reads; a scoped refresh
+        # does not see it, one that is also the full audit (test_scope: all) fails on it
         sql(env, """update price_bars_1d set high = low - 1 where id = 1
                     and "timestamp" = (select min("timestamp") from price_bars_1d where id = 1)""")
-        sql(env, """update price_histories set load_ts = now() where id = 52
-                    and "timestamp" = (select max("timestamp") from price_histories where id = 52)""")
-        bad = runner.invoke(app, ["refresh", "--bars"])
-        assert bad.exit_code == 1
+        scoped = runner.invoke(app, ["refresh", "--bars"])
+        assert scoped.exit_code == 0, scoped.output
+        bad = runner.invoke(app, ["refresh", "--bars", "--vars", "{test_scope: all}"])
+        assert bad.exit_code == 1, bad.output
     titles = [m["text"] for m in hook.messages]
     assert any("data test(s) failed" in t for t in titles), titles
     log = next((tmp_path / "logs").glob("*.log")).read_text()
