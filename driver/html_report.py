@@ -64,8 +64,6 @@ def last_refresh_summary(connection: Connection, outcome=None) -> RefreshSummary
         warnings += [f"stage {st.stage} skipped: {st.skipped}" for st in outcome.stages if st.skipped]
         warnings += [f"test {n.name}: warn" for inv in outcome.invocations for n in inv.nodes
                      if n.resource_type == "test" and n.status == "warn"]
-        if outcome.tests_skipped:
-            warnings.append(f"data tests skipped: {outcome.tests_skipped}")
         failures = [f"{n.resource_type} {n.name}: {n.status}" for n in outcome.failed_nodes]
         failures += [f"error: {outcome.error}"] if outcome.error else []
         return RefreshSummary("this refresh (driver refresh --report)", datetime.now(timezone.utc).isoformat(

@@ -44,7 +44,7 @@ class Db:
 @pytest.fixture(scope="module")
 def refreshed(server, golden_dir, tmp_path_factory):
     """The golden input with a gap and a reject, through `driver refresh --all --report`; then one
-    synthetic ema_rejects row (the golden data has none) and `driver report --docs`."""
+    synthetic ema_rejects row (a negative EMA: the golden data's rejects are statistical/price bounds) and `driver report --docs`."""
     tmp = tmp_path_factory.mktemp("report")
     conn_info = new_database(server, "barsmith_report")
     db = Db(conn_info)
@@ -82,8 +82,9 @@ def test_refresh_report_hook_writes_the_report_of_that_refresh(refreshed):
     written = dict(db.query("select model, sum(rows_written)::bigint from barsmith_run_log group by model"))
     shown = {m["model"]: int(m["rows"]) for m in data["models"] if m["rows"] != ""}
     assert {k: shown.get(k) for k in written} == written, "models: rows written as logged by this refresh"
-    seeds = {k: v for k, v in shown.items() if k not in written}
-    assert seeds == {t: db.query(f"select count(*) from {t}")[0][0] for t in ("dim_timeframe", "ema_periods")}
+    rebuilt = {k: v for k, v in shown.items() if k not in written}  # seeds and plain tables: every row
+    assert rebuilt == {t: db.query(f"select count(*) from {t}")[0][0]
+                       for t in ("dim_timeframe", "ema_periods", "assets", "ema_alpha_lookup")}
     assert written["price_bars_1d"] == 2396 and written["ema_multi_tf_cal_iso"] > 0
     tests = {t["tests"] for t in data["tests"]}
     assert "pass" in tests and "fail" not in tests
@@ -106,7 +107,8 @@ def test_report_numbers_equal_sql_counts(refreshed):
     assert one_d == dict(db.query("select reason, count(*) from price_bars_1d_rejects group by reason"))
     ema = {(r["source"], r["reason"]): int(r["rows"]) for r in data["rejects"] if r["kind"] == "ema"}
     assert ema == {(s, v): n for s, v, n in db.query(
-        "select source_table, violation_type, count(*) from ema_rejects group by 1, 2")} == {("ema_multi_tf", "negative"): 1}
+        "select source_table, violation_type, count(*) from ema_rejects group by 1, 2")}
+    assert ema[("ema_multi_tf", "negative")] == 1, "the synthetic row"
 
     fresh = {int(r["id"]): r["reason"] for r in data["fresh"]}
     assert fresh == dict(db.query("select id, reason from asset_freshness")) and len(fresh) == 3
