@@ -151,7 +151,13 @@ cmd_test() {
     ensure_chromium
     log "pytest"
     set +e
-    "$VENV/bin/python" -m pytest "$@"
+    # two workers, one test file each at a time (module fixtures build once); BARSMITH_TEST_WORKERS=0: serial
+    local workers="${BARSMITH_TEST_WORKERS:-2}"
+    if [ "$workers" = 0 ]; then
+        "$VENV/bin/python" -m pytest "$@"
+    else
+        "$VENV/bin/python" -m pytest -n "$workers" --dist loadfile "$@"
+    fi
     local rc=$?
     set -e
     if [ $rc -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; rc=1; fi
