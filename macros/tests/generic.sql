@@ -2,39 +2,39 @@
     Row-level tests read barsmith_scoped(model): the rows a build wrote, or whole tables in the full
     audit (macros/tests/scope.sql). -#}
 
-{#- Rows violating uniqueness of a column combination. When a valid, non-partial unique index on
-    exactly these columns exists, PostgreSQL already guarantees it and the table is not scanned
-    (an uncorrelated one-time filter); without such an index every row is checked. -#}
+{#- Rows violating uniqueness of a column combination: none to scan when a unique index on exactly
+    these columns exists (barsmith_unique_index_exists); without one every checked row is. -#}
 {% test barsmith_unique_combination(model, columns) %}
-    {%- set names = columns | map('replace', '"', '') | sort | list -%}
-    with unique_index as (
-        {% if model.identifier is defined %}
-            select 1 as found
-            from pg_index as i
-            where
-                i.indrelid = to_regclass({{ sql_string('"' ~ model.schema ~ '"."' ~ model.identifier ~ '"') }})
-                and i.indisunique and i.indisvalid and i.indpred is null
-                and i.indnkeyatts = {{ names | length }}
-                and (
-                    select array_agg(a.attname::text order by a.attname::text collate "C")
-                    from pg_attribute as a
-                    where a.attrelid = i.indrelid and a.attnum = any(i.indkey)
-                ) = array[{% for c in names %}{{ sql_string(c) }}{% if not loop.last %}, {% endif %}{% endfor %}]::text[]
-        {% else %}
-            select 1 as found where false
-        {% endif %}
-    )
-
     select {{ columns | join(', ') }}, count(*) as n_rows
     from {{ model }}
     where
-        not exists (select 1 from unique_index)
-        and ({{ columns | join(', ') }}) in (
+        {% if model.identifier is defined %}not {{ barsmith_unique_index_exists(model, columns) }} and{% endif %}
+        ({{ columns | join(', ') }}) in (
             select {{ columns | join(', ') }} from {{ barsmith_scoped(model) }} as s where s.barsmith_checked
         )
     group by {{ columns | join(', ') }}
     having count(*) > 1
 {% endtest %}
+
+{#- True when `relation` has a valid, non-partial unique index on exactly `columns` (in any order):
+    PostgreSQL then guarantees the key, and a uniqueness test need not scan (an uncorrelated
+    one-time filter). -#}
+{% macro barsmith_unique_index_exists(relation, columns) %}
+    {%- set names = columns | map('replace', '"', '') | sort | list -%}
+    exists (
+        select 1
+        from pg_index as i
+        where
+            i.indrelid = to_regclass({{ sql_string('"' ~ relation.schema ~ '"."' ~ relation.identifier ~ '"') }})
+            and i.indisunique and i.indisvalid and i.indpred is null
+            and i.indnkeyatts = {{ names | length }}
+            and (
+                select array_agg(a.attname::text order by a.attname::text collate "C")
+                from pg_attribute as a
+                where a.attrelid = i.indrelid and a.attnum = any(i.indkey)
+            ) = array[{% for c in names %}{{ sql_string(c) }}{% if not loop.last %}, {% endif %}{% endfor %}]::text[]
+    )
+{%- endmacro %}
 
 {# Rows for which a boolean SQL expression is not true (NULL counts as a failure). #}
 {% test barsmith_expression_is_true(model, expression, where_clause="true", column_name=none) %}

@@ -47,9 +47,7 @@
     {%- if execute and barsmith_test_mode(model) == 'none' %}
     select null::text as alignment_source where false
     {%- else %}
-    {%- set names = columns | map('replace', '"', '') | sort | list -%}
     {% for source, part in parts.items() %}
-        {%- set rel = ref(part) -%}
         select
             {{ sql_string(source) }}::text as alignment_source,
             {{ columns | join(', ') }},
@@ -57,19 +55,7 @@
         from {{ model }}
         where
             alignment_source = {{ sql_string(source) }}
-            and not exists (
-                select 1
-                from pg_index as i
-                where
-                    i.indrelid = to_regclass({{ sql_string('"' ~ rel.schema ~ '"."' ~ rel.identifier ~ '"') }})
-                    and i.indisunique and i.indisvalid and i.indpred is null
-                    and i.indnkeyatts = {{ names | length }}
-                    and (
-                        select array_agg(a.attname::text order by a.attname::text collate "C")
-                        from pg_attribute as a
-                        where a.attrelid = i.indrelid and a.attnum = any(i.indkey)
-                    ) = array[{% for c in names %}{{ sql_string(c) }}{% if not loop.last %}, {% endif %}{% endfor %}]::text[]
-            )
+            and not {{ barsmith_unique_index_exists(ref(part), columns) }}
         group by {{ columns | join(', ') }}
         having count(*) > 1
         {% if not loop.last %}union all{% endif %}
