@@ -77,3 +77,17 @@
         true
     {%- endif -%}
 {%- endmacro %}
+
+{#- The first two CTEs of the completeness models: each id's session bounds and its expected
+    sessions (the ids of this run). -#}
+{% macro gaps_session_ctes() -%}
+    bounds as (
+        select * from {{ ref('asset_session_bounds') }}
+        where {{ gaps_ids_filter('id') }}
+    ),
+
+    expected as (
+        select * from {{ ref('expected_sessions') }}
+        where {{ gaps_ids_filter('id') }}
+    )
+{%- endmacro %}

@@ -1,15 +1,7 @@
 {{ gaps_config('month', ['id', 'month']) }}
 -- Per id and month: expected sessions, source rows on them, rows on other days (a weekend row of
 -- an exchange-listed id) and the percent complete (issue 21).
-with bounds as (
-    select * from {{ ref('asset_session_bounds') }}
-    where {{ gaps_ids_filter('id') }}
-),
-
-expected as (
-    select * from {{ ref('expected_sessions') }}
-    where {{ gaps_ids_filter('id') }}
-),
+with {{ gaps_session_ctes() }},
 
 observed as (
     select distinct

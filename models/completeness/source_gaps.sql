@@ -3,15 +3,7 @@
 -- consecutive in the calendar's sessions, so a weekend or holiday inside an exchange gap does not
 -- split it. gap_days counts calendar days from the first to the last missing session;
 -- severity: CRITICAL past var gap_critical_days (7), WARNING past var gap_warning_sessions (1).
-with bounds as (
-    select * from {{ ref('asset_session_bounds') }}
-    where {{ gaps_ids_filter('id') }}
-),
-
-expected as (
-    select * from {{ ref('expected_sessions') }}
-    where {{ gaps_ids_filter('id') }}
-),
+with {{ gaps_session_ctes() }},
 
 observed as (
     select distinct
