@@ -49,6 +49,9 @@ REFERENCE_SUBSET = ("2D,3D,5D,7D,10D,14D,21D,30D,90D,360D,"
                     "1W_CAL_ANCHOR_US,2W_CAL_ANCHOR_US,4W_CAL_ANCHOR_US,1W_CAL_ANCHOR_ISO,2W_CAL_ANCHOR_ISO,"
                     "4W_CAL_ANCHOR_ISO,1M_CAL,3M_CAL,6M_CAL,12M_CAL,1Y_CAL,2Y_CAL,3Y_CAL,"
                     "1M_CAL_ANCHOR,3M_CAL_ANCHOR,6M_CAL_ANCHOR,12M_CAL_ANCHOR,1Y_CAL_ANCHOR")
+# The generated history is dated in the past (from 2020-01-01), so every id is stale for the freshness
+# gate: without --skip-stale-check the incremental runs would leave the EMAs and features waiting.
+REFRESH = ("refresh", "--all", "--quiet", "--skip-stale-check")
 COLUMNS = ("id, name, timeopen, timeclose, timehigh, timelow, \"timestamp\", open, high, low, close, volume, "
            "marketcap, source_file, load_ts")
 
@@ -105,10 +108,22 @@ def split(connection: dbmod.Connection) -> tuple[float, float, int, int]:
     return models, tests, n_models, n_tests
 
 
-def report(label: str, connection: dbmod.Connection, wall: float) -> None:
+def nodes(connection: dbmod.Connection) -> dict[str, float]:
+    """Seconds per dbt node (model.barsmith.x / test.barsmith.y) of the newest refresh."""
+    with connection.connect() as conn:
+        timings = conn.execute("select timings from barsmith_refresh_runs order by run_id desc limit 1").fetchone()[0]
+    return {uid: secs for stage in (timings or {}).values() for uid, secs in stage.get("nodes", {}).items()}
+
+
+def report(label: str, connection: dbmod.Connection, wall: float, slowest: int = 0) -> None:
     models, tests, n_models, n_tests = split(connection)
     rest = wall - models - tests
     print(f"{label:22} {wall:>9.1f} {models:>9.1f} {tests:>9.1f} {rest:>9.1f} {n_models:>7} {n_tests:>6}", flush=True)
+    if slowest:
+        per_node = nodes(connection)
+        top = sorted(per_node.items(), key=lambda kv: -kv[1])[:slowest]
+        print("    slowest: " + ", ".join(f"{uid.split('.', 2)[-1]} {secs:.2f}" for uid, secs in top))
+        print(f"    ema_rejects: {per_node.get('model.barsmith.ema_rejects', float('nan')):.2f} s", flush=True)
 
 
 def main() -> None:
@@ -138,25 +153,25 @@ def main() -> None:
 
         db = fresh_database(server, "barsmith_e2e")
         print(f"{'load':22} {driver(db, 'load', str(history)):>9.1f}")
-        full = driver(db, "refresh", "--all", "--quiet")
+        full = driver(db, *REFRESH)
         report("full build", db, full)
         for n, path in enumerate(days, start=1):
             driver(db, "load", str(path))
-            report(f"one-day append {n}", db, driver(db, "refresh", "--all", "--quiet"))
-        report("no-op", db, driver(db, "refresh", "--all", "--quiet"))
+            report(f"one-day append {n}", db, driver(db, *REFRESH), slowest=6)
+        report("no-op", db, driver(db, *REFRESH))
         with db.connect() as conn:
             conn.execute('update price_histories set close = close * 1.01, load_ts = now() where id = 1 and '
                          '"timestamp" = (select max("timestamp") - interval \'40 days\' from price_histories '
                          'where id = 1)')
             conn.commit()
-        report("one-row correction", db, driver(db, "refresh", "--all", "--quiet"))
+        report("one-row correction", db, driver(db, *REFRESH), slowest=6)
 
         empty = fresh_database(server, "barsmith_e2e_empty")
         header = tmp_path / "empty.csv"
         header.write_text(history.open().readline())
         driver(empty, "load", str(header))
-        report("empty db, first", empty, driver(empty, "refresh", "--all", "--quiet"))
-        report("empty db (fixed cost)", empty, driver(empty, "refresh", "--all", "--quiet"))
+        report("empty db, first", empty, driver(empty, *REFRESH))
+        report("empty db (fixed cost)", empty, driver(empty, *REFRESH))
 
         if not args.skip_subset:
             subset = fresh_database(server, "barsmith_e2e_subset")

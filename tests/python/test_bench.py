@@ -83,3 +83,5 @@ def test_bench_e2e_times_every_run_of_the_users_path(server, tmp_path):
         assert float(wall) > 0 and float(models) > 0 and int(n_models) > 0, (label, done.stdout)
         assert abs(float(models) + float(tests) + float(rest) - float(wall)) < 0.2, label
     assert int(rows["full build"][5]) > 0, "the full build runs the data tests"
+    rejects = [line for line in done.stdout.splitlines() if line.strip().startswith("ema_rejects: ")]
+    assert len(rejects) == 3 and all("nan" not in line for line in rejects), done.stdout
