@@ -80,13 +80,37 @@
                         s.from_ts
                     from (
                         select
-                            id,
-                            tf,
-                            period,
-                            min(from_ts) as from_ts
-                        from {{ barsmith_ranges() }}
-                        where model = {{ sql_string(ema_table) }} and tf is not null and not full_build
-                        group by id, tf, period
+                            c.id,
+                            c.tf,
+                            c.period,
+                            min(c.from_ts) as from_ts
+                        from (
+                            select
+                                r.id,
+                                r.tf,
+                                r.period,
+                                r.from_ts
+                            from {{ barsmith_ranges() }} as r
+                            where r.model = {{ sql_string(ema_table) }} and r.tf is not null and not r.full_build
+                            union all
+                            -- a range the EMA model deleted (an id from an instant on; in a filtered
+                            -- run only the series it selected): the series of the id holding rejects
+                            -- from that instant on are judged again, so the verdicts of series the
+                            -- run did not rewrite survive the delete of the id's rejects
+                            select
+                                r.id,
+                                x.tf,
+                                x.period,
+                                r.from_ts
+                            from {{ barsmith_ranges() }} as r
+                            inner join {{ this }} as x
+                                on
+                                    x.source_table = {{ sql_string(ema_table) }}
+                                    and x.id = r.id
+                                    and x."timestamp" >= r.from_ts
+                            where r.model = {{ sql_string(ema_table) }} and r.tf is null and not r.full_build
+                        ) as c
+                        group by c.id, c.tf, c.period
                     ) as s
                     cross join lateral (
                         -- the series' rows from the 100th row before from_ts on (index range scans)

@@ -235,6 +235,22 @@ def test_ema_rejects_judges_the_rows_the_ema_runs_rewrote(golden_build):
         golden_build.run("ema_rejects", full_refresh=True)
 
 
+def test_ema_rejects_keep_the_verdicts_of_series_a_filtered_run_did_not_rewrite(golden_build):
+    """A --tfs filtered EMA run rebuilds the selected series of each id and records the id's range
+    (every series of the id from an instant on may have changed); ema_rejects drops the id's
+    verdicts from that instant and judges again the series it rewrote and those that held
+    verdicts there, so the other series' verdicts survive (a chaos-suite finding)."""
+    rejects = ("select source_table, id, tf, period, \"timestamp\", violation_type from ema_rejects "
+               "order by 1, 2, 3, 4, 5")
+    before = golden_build.query(rejects)
+    tfs = {r[2] for r in before if r[0] == "ema_multi_tf"}
+    assert "7D" in tfs and len(tfs) > 3, "the golden data has verdicts in several timeframes"
+    golden_build.run("ema_multi_tf ema_rejects", vars={"timeframes": ["7D"]})
+    assert golden_build.query("select count(*) from barsmith_changes where model = 'ema_multi_tf'") == [(0,)], \
+        "ema_rejects took the filtered run's changes over"
+    assert golden_build.query(rejects) == before
+
+
 STATE_KINDS = {"id": "int", "tf": "str", "period": "int", "daily_min_seen": "ts", "daily_max_seen": "ts",
                "last_time_close": "ts", "last_canonical_ts": "ts", "last_bar_seq": "int"}
 STATE_SOURCES = {
