@@ -7,6 +7,7 @@ embedded PostgreSQL is started in a temporary directory. Tests never skip for la
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,16 @@ def golden_dir() -> Path:
     path = GOLDEN / "synth_small"
     assert path.is_dir(), f"golden data not found at {path} (set BARSMITH_GOLDEN_DIR)"
     return path
+
+
+_STARTED = time.time()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The chaos suite's figures (faults injected and survived, rows accounted for), when
+    test_chaos.py ran in this session: written by its module fixture, possibly in an xdist worker."""
+    from .chaos import SUMMARY
+
+    if SUMMARY.exists() and SUMMARY.stat().st_mtime >= _STARTED:
+        for line in SUMMARY.read_text().splitlines():
+            terminalreporter.write_line(line)

@@ -249,8 +249,9 @@ def assert_equals_full_refresh(project: DbtProject, rebuild, tables: Iterable[st
     assert set(incremental) == set(full), f"tables differ {context}: {sorted(set(incremental) ^ set(full))}"
     for table, rows in incremental.items():
         if rows != full[table]:
-            extra = [r for r in rows if r not in set(full[table])][:3]
-            missing = [r for r in full[table] if r not in set(rows)][:3]
+            ours_keys, full_keys = set(map(repr, rows)), set(map(repr, full[table]))  # rows may hold dicts (jsonb)
+            extra = [r for r in rows if repr(r) not in full_keys][:3]
+            missing = [r for r in full[table] if repr(r) not in ours_keys][:3]
             raise AssertionError(f"{table} differs from a full refresh {context}: "
                                  f"{len(rows)} vs {len(full[table])} rows; only incremental: {extra}; "
                                  f"only full: {missing}")
