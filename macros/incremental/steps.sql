@@ -113,19 +113,28 @@
     {%- set columns = adapter.get_columns_in_relation(target) | map(attribute='quoted') | join(', ') -%}
     {%- set changes_of = config.get('input').get('changes_of') -%}
     {% if changes_of %}
-    -- the rows of what the upstream models rewrote (config `source_model_column` names the model)
+    {%- set model_column = config.get('source_model_column') %}
+    -- the rows of what the upstream models rewrote (config `source_model_column` names the model),
+    -- in three statements that each probe the target's unique index (model, id, tf, period, ts)
+    -- once per change: a whole model after its full build, an id from an instant on, a series
+    -- from an instant on (one statement with an OR joins on the model alone: rows x changes)
+    delete from {{ target }} as t
+    where t.{{ model_column }} in (select r.model from {{ barsmith_ranges() }} as r where r.full_build);
+    set local enable_hashjoin = off;
+    set local enable_mergejoin = off;
     delete from {{ target }} as t
     using {{ barsmith_ranges() }} as r
     where
-        t.{{ config.get('source_model_column') }} = r.model
-        and (
-            r.full_build
-            or (
-                t.id = r.id
-                and (r.tf is null or (t.tf = r.tf and t.period = r.period))
-                and t.{{ range_column }} >= r.from_ts
-            )
-        );
+        not r.full_build and r.tf is null
+        and t.{{ model_column }} = r.model and t.id = r.id and t.{{ range_column }} >= r.from_ts;
+    delete from {{ target }} as t
+    using {{ barsmith_ranges() }} as r
+    where
+        not r.full_build and r.tf is not null
+        and t.{{ model_column }} = r.model and t.id = r.id and t.tf = r.tf and t.period = r.period
+        and t.{{ range_column }} >= r.from_ts;
+    set local enable_hashjoin to default;
+    set local enable_mergejoin to default;
     {% else %}
     delete from {{ target }} as t
     using {{ barsmith_ranges() }} as r
