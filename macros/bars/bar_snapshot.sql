@@ -286,7 +286,8 @@
             where
                 r.id = b.id
                 and r.{{ range_col }} between {{ 'greatest(b.lo, b.frame_from)' if carry else 'b.lo' }} and b.hi
-            window w as (order by r.{{ range_col }} rows between unbounded preceding and current row)
+            -- (partition by id: one id here; Citus pushes a window down only when it partitions by id)
+            window w as (partition by r.id order by r.{{ range_col }} rows between unbounded preceding and current row)
         ) as w
     ),
 
