@@ -1,4 +1,4 @@
-{#- barsmith on a Citus cluster (README: Scaling out, docs/scaling.md): the citus__ macros that
+{#- barsmith on a Citus cluster (README: Scaling out): the citus__ macros that
     barsmith_dispatch picks when var barsmith_engine = 'citus' (the driver sets it when the server
     it connects to has the citus extension; a user of plain dbt sets it with --vars). The models
     are the same; what differs is where the rows live:
@@ -45,6 +45,11 @@
         select create_distributed_table(to_regclass({{ name }}), 'id', colocate_with => {{ citus_name(citus_source()) }})
     {%- endif %}
     where to_regclass({{ name }}) is not null and not {{ citus_is_citus_table(name) }}
+    {%- if distribution == 'id' %}
+        -- (co-location needs the source: until it exists, e.g. seeds before the first load, the
+        -- table stays local and a later run's on-run-start distributes it with its rows)
+        and {{ citus_is_citus_table(citus_name(citus_source())) }}
+    {%- endif %}
 {%- endmacro %}
 
 {#- Transaction-local settings of a model run: SET LOCAL reaches the workers' shard queries only

@@ -58,36 +58,27 @@
       calendar: canonical rows of the calendar bars that have a spine row that UTC day, whose
                 close is taken (§4): from ema_start_date, as the spine
       anchored: the canonical row of each anchored bar (§5); all history (OP-22) -#}
-{% macro ema_closes_after(kind, bars, p, leg='all') %}
+{% macro ema_closes_after(kind, bars, p) %}
+    {%- if var('barsmith_engine', 'postgres') == 'citus' %}{{ return(barsmith_dispatch('ema_closes_after')(kind, bars, p)) }}{% endif -%}
     {%- set lower -%}
         coalesce(({{ p }}.after_day + 1)::timestamp at time zone 'UTC', '-infinity'::timestamptz)
     {%- endset -%}
     {% if kind == 'rolling' %}
-        {#- leg (rolling): 'bars' (tf <> 1D), 'daily' (tf 1D) or 'all' (both). id in both branches:
-            Citus pushes a UNION down only with the distribution column in the same place in each -#}
-        {% if leg != 'daily' %}
-            select
-                b.id,
-                (b.time_close at time zone 'UTC')::date as day,
-                b.close
-            from {{ ref(bars) }} as b
-            where
-                {{ p }}.tf <> '1D' and b.id = {{ p }}.id and b.tf = {{ p }}.tf and not b.is_partial_end
-                and b.time_close >= {{ lower }}
-        {% endif %}
-        {% if leg == 'all' %}
-            union all
-        {% endif %}
-        {% if leg != 'bars' %}
-            select
-                d.id,
-                (d.time_close at time zone 'UTC')::date as day,
-                d.close
-            from {{ ref('price_bars_1d') }} as d
-            where
-                {{ p }}.tf = '1D' and d.id = {{ p }}.id and not d.is_partial_end
-                and d.time_close >= {{ lower }}
-        {% endif %}
+        select
+            (b.time_close at time zone 'UTC')::date as day,
+            b.close
+        from {{ ref(bars) }} as b
+        where
+            {{ p }}.tf <> '1D' and b.id = {{ p }}.id and b.tf = {{ p }}.tf and not b.is_partial_end
+            and b.time_close >= {{ lower }}
+        union all
+        select
+            (d.time_close at time zone 'UTC')::date as day,
+            d.close
+        from {{ ref('price_bars_1d') }} as d
+        where
+            {{ p }}.tf = '1D' and d.id = {{ p }}.id and not d.is_partial_end
+            and d.time_close >= {{ lower }}
     {% elif kind == 'calendar' %}
         select
             s.day,
@@ -114,49 +105,43 @@
                 ({{ p }}.after_day + 1)::timestamp at time zone 'UTC', '-infinity'::timestamptz
             )
     {% else %}
-        -- (distinct on id too: Citus pushes DISTINCT ON down only with the distribution column)
-        select distinct on (b.id, b.bar_seq)
+        select distinct on (b.bar_seq)
             (b.time_close at time zone 'UTC')::date as day,
             b.close
         from {{ ref(bars) }} as b
         where
             b.id = {{ p }}.id and b.tf = {{ p }}.tf and not b.is_partial_end
             and b.time_close >= {{ lower }}
-        order by b.id, b.bar_seq, b.time_close desc
+        order by b.bar_seq, b.time_close desc
     {% endif %}
 {% endmacro %}
 
 {#- The model's close_rows CTE body: (id, tf, day, close) of every timeframe after each id's
     resume day (from_day of ema_series_state; NULL = every close ema_closes_after gives). -#}
 {% macro ema_close_rows_after_resume(kind, bars) %}
-    {#- (rolling: one lateral per leg of the closes, a union of laterals: Citus cannot push a union
-        inside this lateral down) -#}
-    {%- for leg in (['bars', 'daily'] if kind == 'rolling' else ['all']) %}
-        {% if not loop.first %}union all{% endif %}
+    {%- if var('barsmith_engine', 'postgres') == 'citus' %}{{ return(barsmith_dispatch('ema_close_rows_after_resume')(kind, bars)) }}{% endif -%}
+    select
+        p.id,
+        p.tf,
+        c.day,
+        c.close
+    from (
         select
-            p.id,
-            p.tf,
-            c.day,
-            c.close
-        from (
-            select
-                f.id,
-                t.tf,
-                f.from_day as after_day
-            from from_day as f
-            cross join timeframes as t
-        ) as p
-        -- fenced (offset 0): evaluated per (id, tf) from its resume day. Flattened, the planner read
-        -- every close of the bar table and looked each one up before it applied the resume day
-        -- (not on Citus, which pushes no OFFSET down beside the timeframes' reference table)
-        cross join lateral (
-            select
-                x.day,
-                x.close
-            from ({{ ema_closes_after(kind, bars, 'p', leg) }}) as x
-            {{ barsmith_lateral_fence() }}
-        ) as c
-    {%- endfor %}
+            f.id,
+            t.tf,
+            f.from_day as after_day
+        from from_day as f
+        cross join timeframes as t
+    ) as p
+    -- fenced (offset 0): evaluated per (id, tf) from its resume day. Flattened, the planner read
+    -- every close of the bar table and looked each one up before it applied the resume day
+    cross join lateral (
+        select
+            x.day,
+            x.close
+        from ({{ ema_closes_after(kind, bars, 'p') }}) as x
+        offset 0
+    ) as c
 {% endmacro %}
 
 {# Part of the `prepare` hook (after the ranges). #}
@@ -183,14 +168,14 @@
             k.counted_through as after_day
         from ids as i
         cross join timeframes as t
-        {% if is_incremental() %}
-            left join {{ source('barsmith', 'barsmith_ema_close_counts') }} as k
-                on
-                    k.model = {{ sql_string(model) }} and i.id = k.id and t.tf = k.tf
-                    and i.appending
-        {% else %}
-            -- a full build counts every close (no join on a false condition: Citus cannot plan it)
+        {% if var('barsmith_engine', 'postgres') == 'citus' and not is_incremental() %}
+            -- a full build counts every close (Citus cannot plan the join on a false condition)
             left join (select null::bigint as n_closes, null::date as counted_through) as k on true
+        {% else %}
+        left join {{ source('barsmith', 'barsmith_ema_close_counts') }} as k
+            on
+                k.model = {{ sql_string(model) }} and i.id = k.id and t.tf = k.tf
+                and i.appending and {{ 'true' if is_incremental() else 'false' }}
         {% endif %}
     )
 
