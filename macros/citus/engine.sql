@@ -7,7 +7,7 @@
         waiting ids, new rows, EMA close counts and walk tables), barsmith_input_fingerprints,
         barsmith_ema_close_counts;
       reference tables (a copy on every node, joinable with any shard): the seeds, the plain
-        tables (ema_alpha_lookup; source_gaps and source_completeness) and barsmith_changes (its
+        tables (ema_alpha_lookup) and barsmith_changes (its
         full-build rows have no id);
       local tables of the coordinator (read by the driver only): barsmith_run_log,
         barsmith_refresh_runs.
