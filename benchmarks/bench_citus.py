@@ -1,7 +1,7 @@
 """The same small workload on plain PostgreSQL and on a Citus cluster, per model (README: Scaling out).
 
 Workload W1: a generated history of --ids ids x --days days (benchmarks/bench_build.py's generator,
-a few days missing per id), the seeds, then the whole project in one `dbt run` (full build, every model), then
+a few days missing per id), the seeds, then the bar and EMA models in one `dbt run` (full build), then
 one more day for every id and one incremental `dbt run`. Both databases get the same rows; the
 models run one at a time (threads 1) so that each model's seconds are its own. For each model it
 prints the rows it wrote, the seconds on PostgreSQL and on Citus and their ratio (Citus /
@@ -44,6 +44,10 @@ from driver import db as dbmod  # noqa: E402
 from driver.dbt import invoke  # noqa: E402
 from driver.load import ensure_table  # noqa: E402
 
+# the models of W1: the bar and EMA stages, as benchmarks/bench_build.py (the completeness models
+# do not run on Citus yet: README, Scaling out)
+SELECT = "tag:bars tag:emas"
+
 
 def citus_database(ports: list[int], name: str, shards: int) -> dbmod.Connection:
     """A new database `name` on every node of the cluster, with the citus extension, the workers
@@ -68,7 +72,9 @@ def citus_database(ports: list[int], name: str, shards: int) -> dbmod.Connection
 def run_all(connection: dbmod.Connection, command: str = "run") -> tuple[dict[str, float], float]:
     """One `dbt run` of every model: seconds per model and the wall-clock seconds of the invocation."""
     started = time.monotonic()
-    inv = invoke(connection, [command], {}, ["--quiet"])
+    extra = ["--quiet"] + (["--select", SELECT] if command == "run" else [])
+    # the generated history is old: the freshness gate would defer every id of the incremental run
+    inv = invoke(connection, [command], {"skip_stale_check": True}, extra)
     wall = time.monotonic() - started
     if not inv.success:
         failed = "\n".join(f"{n.name}: {n.message[:300]}" for n in inv.failed)

@@ -7,8 +7,8 @@
         waiting ids, new rows, EMA close counts and walk tables), barsmith_input_fingerprints,
         barsmith_ema_close_counts;
       reference tables (a copy on every node, joinable with any shard): the seeds, the plain
-        tables (ema_alpha_lookup) and barsmith_changes (its
-        full-build rows have no id);
+        tables (ema_alpha_lookup), the exchange calendars (trading_sessions,
+        trading_calendar_coverage) and barsmith_changes (its full-build rows have no id);
       local tables of the coordinator (read by the driver only): barsmith_run_log,
         barsmith_refresh_runs.
     Every id column that joins must be integer (a distributed table co-locates only with tables
@@ -86,6 +86,14 @@
         {{ citus_distribute(adapter.quote(schema) ~ '.' ~ name) }};
     {%- endfor %}
     {{ citus_distribute(adapter.quote(schema) ~ '.barsmith_changes', 'reference') }};
+    -- the exchange calendars (macros/completeness/calendars.sql; driver gaps fills them): reference
+    -- tables, created here, committed, before any model reads them. (Created by the completeness
+    -- models' pre-hook in their own transaction, the local table was invisible to the connection
+    -- Citus opens to the coordinator for the distributed part of the query.)
+    {{ barsmith_calendar_tables() }}
+    {%- for name in ['trading_sessions', 'trading_calendar_coverage'] %}
+        {{ citus_distribute(adapter.quote(schema) ~ '.' ~ name, 'reference') }};
+    {%- endfor %}
 {% endmacro %}
 
 {#- Pre-/post-hooks of seeds and plain tables: reference tables. Their DDL (drop, create,

@@ -58,8 +58,7 @@
       calendar: canonical rows of the calendar bars that have a spine row that UTC day, whose
                 close is taken (§4): from ema_start_date, as the spine
       anchored: the canonical row of each anchored bar (§5); all history (OP-22) -#}
-{% macro ema_closes_after(kind, bars, p) %}
-    {%- if var('barsmith_engine', 'postgres') == 'citus' %}{{ return(barsmith_dispatch('ema_closes_after')(kind, bars, p)) }}{% endif -%}
+{% macro ema_closes_after(kind, bars, p) %}{% if var('barsmith_engine', 'postgres') == 'citus' %}{{ return(barsmith_dispatch('ema_closes_after')(kind, bars, p)) }}{% endif %}
     {%- set lower -%}
         coalesce(({{ p }}.after_day + 1)::timestamp at time zone 'UTC', '-infinity'::timestamptz)
     {%- endset -%}
@@ -118,8 +117,7 @@
 
 {#- The model's close_rows CTE body: (id, tf, day, close) of every timeframe after each id's
     resume day (from_day of ema_series_state; NULL = every close ema_closes_after gives). -#}
-{% macro ema_close_rows_after_resume(kind, bars) %}
-    {%- if var('barsmith_engine', 'postgres') == 'citus' %}{{ return(barsmith_dispatch('ema_close_rows_after_resume')(kind, bars)) }}{% endif -%}
+{% macro ema_close_rows_after_resume(kind, bars) %}{% if var('barsmith_engine', 'postgres') == 'citus' %}{{ return(barsmith_dispatch('ema_close_rows_after_resume')(kind, bars)) }}{% endif %}
     select
         p.id,
         p.tf,
