@@ -181,6 +181,9 @@ def _check_var(name: str, value: Any) -> Any:
         low = 0 if name == "lookback_days" else 1
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 100_000:
             raise ConfigError(f"{where}: {value!r} is not an integer >= {low}")
+    elif name == "barsmith_engine":
+        if value not in ("postgres", "citus"):
+            raise ConfigError(f"{where}: {value!r} is not postgres or citus")
     elif name in ("build_work_mem", "build_maintenance_work_mem"):
         if not isinstance(value, str) or not _MEMORY.fullmatch(value):
             raise ConfigError(f"{where}: {value!r} is not a memory size such as 128MB")

@@ -164,6 +164,14 @@ def relation_exists(conn: psycopg.Connection, schema: str, name: str) -> bool:
     ).fetchone()[0]
 
 
+def engine(connection: Connection) -> str:
+    """'citus' when the database has the citus extension (a Citus coordinator: the models are built as
+    distributed tables, README: Scaling out), else 'postgres'."""
+    with connection.connect() as conn:
+        row = conn.execute("select 1 from pg_catalog.pg_extension where extname = %s", ("citus",)).fetchone()
+    return "citus" if row else "postgres"
+
+
 # ---------------------------------------------------------------- embedded server
 
 

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .db import PROJECT_DIR, Connection, mask_secrets
+import psycopg
+
+from .db import PROJECT_DIR, Connection, DatabaseError, engine, mask_secrets
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 TARGET_DIR = PROJECT_DIR / "target"
@@ -94,6 +96,18 @@ def _quick_behavior_flags() -> None:
         rendered._default_source = staticmethod(lambda: "dbt")
 
 
+def with_engine(connection: Connection, dbt_vars: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The vars with barsmith_engine: citus when the database is a Citus coordinator (unless the vars
+    name an engine). A server that cannot be reached is left to dbt, which reports it."""
+    if dbt_vars and "barsmith_engine" in dbt_vars:
+        return dbt_vars
+    try:
+        kind = engine(connection)
+    except (DatabaseError, psycopg.Error):
+        return dbt_vars
+    return {**(dbt_vars or {}), "barsmith_engine": kind} if kind != "postgres" else dbt_vars
+
+
 def invoke(
     connection: Connection,
     command: list[str],
@@ -112,6 +126,7 @@ def invoke(
     # .logs/dbt/dbt.log and, through the callbacks, to the refresh log) unless told not to.
     os.environ["DBT_USE_COLORS"] = "false"
     os.environ["DBT_USE_COLORS_FILE"] = "false"
+    dbt_vars = with_engine(connection, dbt_vars)
     args = command_line(command, dbt_vars, extra)
     started = time.monotonic()
     try:

@@ -307,10 +307,14 @@ def upsert_rows(conn, schema: str, table: str, batches: list[tuple[list[str], li
         changed = sql.SQL(" or ").join(
             sql.SQL("t.{c} is distinct from excluded.{c}").format(c=sql.Identifier(c)) for c in COMPARED
         )
+        # now() as a literal (the transaction's start, as now() is): Citus refuses a function that is
+        # not immutable in the DO UPDATE SET of an insert into a distributed table (and loses a
+        # parameter of an INSERT ... SELECT from a local table)
+        (started,) = conn.execute("select now()").fetchone()
         upsert = sql.SQL(
             "insert into {ident} as t ({cols}) "
             "select {select} from barsmith_load "
-            'on conflict (id, "timestamp") do update set {sets}, load_ts = now() '
+            'on conflict (id, "timestamp") do update set {sets}, load_ts = {started} '
             "where {changed} "
             "returning (xmax = 0) as inserted"
         ).format(
@@ -323,6 +327,7 @@ def upsert_rows(conn, schema: str, table: str, batches: list[tuple[list[str], li
                 sql.SQL("{c} = excluded.{c}").format(c=sql.Identifier(c)) for c in COMPARED
             ),
             changed=changed,
+            started=sql.Literal(started),
         )
         flags = [r[0] for r in conn.execute(upsert).fetchall()]
     inserted = sum(1 for f in flags if f)

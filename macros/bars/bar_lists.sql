@@ -74,13 +74,13 @@
                 select
                     series.*,
                     7 * series.n as w,
-                    case series.u
+                    {{ barsmith_case('series.u') }}
                         {% if scheme == 'ISO' %}
-                            when 'W' then series.first_ld + (8 - extract(isodow from series.first_ld)::integer) % 7
+                            {{ barsmith_when('series.u', "'W'") }} then series.first_ld + (8 - extract(isodow from series.first_ld)::integer) % 7
                         {% else %}
-                            when 'W' then series.first_ld + (7 - extract(dow from series.first_ld)::integer) % 7
+                            {{ barsmith_when('series.u', "'W'") }} then series.first_ld + (7 - extract(dow from series.first_ld)::integer) % 7
                         {% endif %}
-                        when 'M' then (date_trunc('month', (series.first_ld - 1)::timestamp) + interval '1 month')::date
+                        {{ barsmith_when('series.u', "'M'") }} then (date_trunc('month', (series.first_ld - 1)::timestamp) + interval '1 month')::date
                         else (date_trunc('year', (series.first_ld - 1)::timestamp) + interval '1 year')::date
                     end as a
                 from series
@@ -89,14 +89,14 @@
         cross join lateral generate_series(s.i_from, s.i_last) as g (i)
         cross join lateral (
             select
-                case s.u
-                    when 'W' then s.a + s.w * g.i
-                    when 'M' then (s.a::timestamp + s.n * g.i * interval '1 month')::date
+                {{ barsmith_case('s.u') }}
+                    {{ barsmith_when('s.u', "'W'") }} then s.a + s.w * g.i
+                    {{ barsmith_when('s.u', "'M'") }} then (s.a::timestamp + s.n * g.i * interval '1 month')::date
                     else (s.a::timestamp + s.n * g.i * interval '1 year')::date
                 end as bar_start,
-                case s.u
-                    when 'W' then s.a + s.w * (g.i + 1) - 1
-                    when 'M' then (s.a::timestamp + s.n * (g.i + 1) * interval '1 month')::date - 1
+                {{ barsmith_case('s.u') }}
+                    {{ barsmith_when('s.u', "'W'") }} then s.a + s.w * (g.i + 1) - 1
+                    {{ barsmith_when('s.u', "'M'") }} then (s.a::timestamp + s.n * (g.i + 1) * interval '1 month')::date - 1
                     else (s.a::timestamp + s.n * (g.i + 1) * interval '1 year')::date - 1
                 end as bar_end
         ) as x
@@ -105,9 +105,9 @@
 
 {# Window index of local day `d` counted from A in units of N weeks / months / years. #}
 {% macro calendar_window_index(d) -%}
-    case q.u
-        when 'W' then ({{ d }} - q.a) / q.w
-        when 'M' then (12 * (extract(year from {{ d }}) - extract(year from q.a))
+    {{ barsmith_case('q.u') }}
+        {{ barsmith_when('q.u', "'W'") }} then ({{ d }} - q.a) / q.w
+        {{ barsmith_when('q.u', "'M'") }} then (12 * (extract(year from {{ d }}) - extract(year from q.a))
             + extract(month from {{ d }}) - extract(month from q.a))::integer / q.n
         else (extract(year from {{ d }}) - extract(year from q.a))::integer / q.n
     end
@@ -115,18 +115,18 @@
 
 {# Global grid index of local day `d` (bars.md §8.1); `t` has u, n, w and r (the week origin). #}
 {% macro anchored_grid_index(t, d) -%}
-    case {{ t }}.u
-        when 'W' then floor(({{ d }} - {{ t }}.r)::float8 / {{ t }}.w)::integer
-        when 'M' then (12 * extract(year from {{ d }})::integer + extract(month from {{ d }})::integer - 1) / {{ t }}.n
+    {{ barsmith_case(t ~ '.u') }}
+        {{ barsmith_when(t ~ '.u', "'W'") }} then floor(({{ d }} - {{ t }}.r)::float8 / {{ t }}.w)::integer
+        {{ barsmith_when(t ~ '.u', "'M'") }} then (12 * extract(year from {{ d }})::integer + extract(month from {{ d }})::integer - 1) / {{ t }}.n
         else extract(year from {{ d }})::integer / {{ t }}.n
     end
 {%- endmacro %}
 
 {# Start (local date) of grid window g. #}
 {% macro anchored_window_start(t, g) -%}
-    case {{ t }}.u
-        when 'W' then {{ t }}.r + {{ t }}.w * ({{ g }})
-        when 'M' then make_date(({{ t }}.n * ({{ g }})) / 12, ({{ t }}.n * ({{ g }})) % 12 + 1, 1)
+    {{ barsmith_case(t ~ '.u') }}
+        {{ barsmith_when(t ~ '.u', "'W'") }} then {{ t }}.r + {{ t }}.w * ({{ g }})
+        {{ barsmith_when(t ~ '.u', "'M'") }} then make_date(({{ t }}.n * ({{ g }})) / 12, ({{ t }}.n * ({{ g }})) % 12 + 1, 1)
         else make_date({{ t }}.n * ({{ g }}), 1, 1)
     end
 {%- endmacro %}
@@ -212,6 +212,14 @@
                     )
                 ) as v (ws, ws_next)
             ) as x
+            {%- if var('barsmith_engine', 'postgres') == 'citus' %}
+                -- non-empty window (an EXISTS: Citus pushes no LIMIT down beside the generated windows)
+                where exists (
+                    select 1
+                    from {{ prep }} as p
+                    where p.id = s.id and p.ld between x.ws and x.we
+                )
+            {%- else %}
             cross join lateral (
                 -- non-empty window: one index probe
                 select 1 as present
@@ -219,6 +227,7 @@
                 where p.id = s.id and p.ld between x.ws and x.we
                 limit 1
             ) as ne
+            {%- endif %}
         ) as w
     ) as b
 {% endmacro %}

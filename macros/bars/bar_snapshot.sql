@@ -286,7 +286,9 @@
             where
                 r.id = b.id
                 and r.{{ range_col }} between {{ 'greatest(b.lo, b.frame_from)' if carry else 'b.lo' }} and b.hi
-            window w as (order by r.{{ range_col }} rows between unbounded preceding and current row)
+            {#- (partition by id on Citus: one id here; Citus pushes a window down only when it
+                partitions by the distribution column) #}
+            window w as ({{ 'partition by r.id ' if var('barsmith_engine', 'postgres') == 'citus' }}order by r.{{ range_col }} rows between unbounded preceding and current row)
         ) as w
     ),
 

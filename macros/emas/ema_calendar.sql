@@ -17,7 +17,7 @@
     ),
 
     series as (
-        select
+        select{{ barsmith_keep_subquery() }}
             c.id,
             c.tf,
             t.tf_days,

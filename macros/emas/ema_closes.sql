@@ -10,7 +10,7 @@
     every close on every run would read the whole bar history, so the count is kept per
     (model, id, tf) in barsmith_ema_close_counts with the UTC day through which bar rows were
     read (a bar row's canonical flag never changes once written, so later runs only read newer rows):
-      hook prepare  ema_prepare_closes(): pg_temp.<model>__closes(id, tf, n_closes, counted_through) for
+      hook prepare  ema_prepare_closes(): work table <model>__closes(id, tf, n_closes, counted_through) for
                 the ids of the run: an id in 'append' mode adds the closes after its stored
                 counted_through day to its stored count; any other id (rebuild, no stored count) is
                 counted whole;
@@ -20,7 +20,7 @@
     backfilled id is 'rebuild' and recounted whole. -#}
 
 {% macro ema_closes_relation() -%}
-    pg_temp.{{ adapter.quote(this.identifier ~ '__closes') }}
+    {{ barsmith_work_relation('closes') }}
 {%- endmacro %}
 
 {#- var('ema_start_date') (OP-22) as text: a date YYYY-MM-DD, or nothing when the var is empty or
@@ -58,7 +58,7 @@
       calendar: canonical rows of the calendar bars that have a spine row that UTC day, whose
                 close is taken (§4): from ema_start_date, as the spine
       anchored: the canonical row of each anchored bar (§5); all history (OP-22) -#}
-{% macro ema_closes_after(kind, bars, p) %}
+{% macro ema_closes_after(kind, bars, p) %}{% if var('barsmith_engine', 'postgres') == 'citus' %}{{ return(barsmith_dispatch('ema_closes_after')(kind, bars, p)) }}{% endif %}
     {%- set lower -%}
         coalesce(({{ p }}.after_day + 1)::timestamp at time zone 'UTC', '-infinity'::timestamptz)
     {%- endset -%}
@@ -117,7 +117,7 @@
 
 {#- The model's close_rows CTE body: (id, tf, day, close) of every timeframe after each id's
     resume day (from_day of ema_series_state; NULL = every close ema_closes_after gives). -#}
-{% macro ema_close_rows_after_resume(kind, bars) %}
+{% macro ema_close_rows_after_resume(kind, bars) %}{% if var('barsmith_engine', 'postgres') == 'citus' %}{{ return(barsmith_dispatch('ema_close_rows_after_resume')(kind, bars)) }}{% endif %}
     select
         p.id,
         p.tf,
@@ -145,8 +145,7 @@
 {# Part of the `prepare` hook (after the ranges). #}
 {% macro ema_prepare_closes(kind, bars) %}
     {%- set model = this.identifier -%}
-    drop table if exists {{ ema_closes_relation() }};
-    create temp table {{ adapter.quote(this.identifier ~ '__closes') }} on commit drop as
+    {% call barsmith_work_table('closes') %}
     with timeframes as (
         {{ ema_timeframes() }}
     ),
@@ -167,10 +166,15 @@
             k.counted_through as after_day
         from ids as i
         cross join timeframes as t
+        {% if var('barsmith_engine', 'postgres') == 'citus' and not is_incremental() %}
+            -- a full build counts every close (Citus cannot plan the join on a false condition)
+            left join (select null::bigint as n_closes, null::date as counted_through) as k on true
+        {% else %}
         left join {{ source('barsmith', 'barsmith_ema_close_counts') }} as k
             on
                 k.model = {{ sql_string(model) }} and i.id = k.id and t.tf = k.tf
                 and i.appending and {{ 'true' if is_incremental() else 'false' }}
+        {% endif %}
     )
 
     select
@@ -197,7 +201,8 @@
             select max(b.time_close) as last_ts from {{ ref(bars) }} as b
             where b.id = p.id and b.tf = p.tf
         {% endif %}
-    ) as l on l.last_ts is not null;
+    ) as l on l.last_ts is not null
+    {% endcall %}
     analyze {{ ema_closes_relation() }};
 {% endmacro %}
 

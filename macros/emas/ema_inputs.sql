@@ -17,7 +17,7 @@
 
     series as (
         -- a series exists once its (id, tf) has `period` closes (counts: macros/emas/ema_closes.sql)
-        select
+        select{{ barsmith_keep_subquery() }}
             c.id,
             c.tf,
             t.tf_days,
@@ -61,7 +61,7 @@
     ),
 
     series as (
-        select
+        select{{ barsmith_keep_subquery() }}
             n_days.id,
             t.tf,
             t.tf_days,

@@ -84,6 +84,27 @@
                             c.tf,
                             c.period,
                             min(c.from_ts) as from_ts
+                        {%- if var('barsmith_engine', 'postgres') == 'citus' %}
+                        -- (Citus: the same rows as the union below from one outer join of the
+                        -- co-located tables; Citus does not push that union down here)
+                        from (
+                            select
+                                r.id,
+                                coalesce(x.tf, r.tf) as tf,
+                                coalesce(x.period, r.period) as period,
+                                r.from_ts
+                            from {{ barsmith_ranges() }} as r
+                            left join {{ this }} as x
+                                on
+                                    r.tf is null
+                                    and x.source_table = {{ sql_string(ema_table) }}
+                                    and x.id = r.id
+                                    and x."timestamp" >= r.from_ts
+                            where
+                                r.model = {{ sql_string(ema_table) }} and not r.full_build
+                                and (r.tf is not null or x.id is not null)
+                        ) as c
+                        {%- else %}
                         from (
                             select
                                 r.id,
@@ -110,6 +131,7 @@
                                     and x."timestamp" >= r.from_ts
                             where r.model = {{ sql_string(ema_table) }} and r.tf is null and not r.full_build
                         ) as c
+                        {%- endif %}
                         group by c.id, c.tf, c.period
                     ) as s
                     cross join lateral (

@@ -139,7 +139,9 @@
     against the workers' start are set to zero for this transaction; max_parallel_workers_per_gather
     of the server still decides, 0 builds serially). inputs: the family's CTEs. -#}
 {% macro ema_prepare_walk_tables(inputs) %}
-    {% if not is_incremental() %}
+    {% if var('barsmith_engine', 'postgres') == 'citus' %}
+        {{ barsmith_dispatch('ema_prepare_walk_tables')(inputs) }}
+    {% elif not is_incremental() %}
         drop table if exists {{ ema_walk_relation('calls') }}, {{ ema_walk_relation('spine') }};
         create unlogged table {{ ema_walk_relation('spine') }} as
         with {{ inputs }}

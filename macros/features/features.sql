@@ -133,12 +133,12 @@
         -- the model's timeframes (var timeframes filters them) with their bars per year
         select
             tf,
-            case base_unit
-                when 'D' then {{ features_days_per_year() }} / tf_qty
-                when 'W' then 365.25::float8 / (7 * tf_qty)
-                when 'M' then 12.0::float8 / tf_qty
-                when 'Q' then 4.0::float8 / tf_qty
-                when 'Y' then 1.0::float8 / tf_qty
+            {{ barsmith_case('base_unit') }}
+                {{ barsmith_when('base_unit', "'D'") }} then {{ features_days_per_year() }} / tf_qty
+                {{ barsmith_when('base_unit', "'W'") }} then 365.25::float8 / (7 * tf_qty)
+                {{ barsmith_when('base_unit', "'M'") }} then 12.0::float8 / tf_qty
+                {{ barsmith_when('base_unit', "'Q'") }} then 4.0::float8 / tf_qty
+                {{ barsmith_when('base_unit', "'Y'") }} then 1.0::float8 / tf_qty
             end as bars_per_year
         from ({{ barsmith_timeframes(columns='tf, base_unit, tf_qty') }}) as t
     ),

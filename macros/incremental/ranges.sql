@@ -27,11 +27,11 @@
     whose rows all depend on the id's whole history, e.g. the gap models). -#}
 
 {% macro barsmith_ranges() -%}
-    pg_temp.{{ adapter.quote(this.identifier ~ '__ranges') }}
+    {{ barsmith_work_relation('ranges') }}
 {%- endmacro %}
 
 {% macro barsmith_waiting() -%}
-    pg_temp.{{ adapter.quote(this.identifier ~ '__waiting') }}
+    {{ barsmith_work_relation('waiting') }}
 {%- endmacro %}
 
 {# The target column that holds the part (the timeframe), or none for models with one part per id. #}
@@ -120,8 +120,7 @@
     {% if full %}
         delete from {{ fingerprints_table }} where model = {{ model_key }};
     {% endif %}
-    drop table if exists {{ barsmith_ranges() }};
-    create temp table {{ adapter.quote(this.identifier ~ '__ranges') }} on commit drop as
+    {% call barsmith_work_table('ranges') %}
     with input_rows as (
         {{ barsmith_input_rows(input) }}
     ),
@@ -267,7 +266,8 @@
         i.max_ts,
         i.max_changed_at
     from ranges as g
-    left join input_ids as i on g.id = i.id;
+    left join input_ids as i on g.id = i.id
+    {% endcall %}
 
     {{ barsmith_set_aside_waiting_ids(full) }}
 
@@ -283,11 +283,7 @@
     fingerprints, so the next run rebuilds them. -#}
 {% macro barsmith_set_aside_waiting_ids(full) %}
     {%- set upstreams = config.get('waits_for', []) -%}
-    drop table if exists {{ barsmith_waiting() }};
-    create temp table {{ adapter.quote(this.identifier ~ '__waiting') }} (
-        id integer primary key,
-        reason text not null
-    ) on commit drop;
+    {{ barsmith_work_table('waiting', columns='id integer primary key, reason text not null') }}
     {% for upstream in upstreams %}
         {%- set node = barsmith_node_config(upstream) -%}
         {%- set tf_column = barsmith_part_column(node) -%}
@@ -395,6 +391,9 @@
     exactly when this run commits) into barsmith_ranges(): (model, full_build, id, tf, period,
     from_ts). A full build of this model takes them all and recomputes everything. -#}
 {% macro barsmith_take_changes(models, full) %}
+    {%- if var('barsmith_engine', 'postgres') == 'citus' -%}
+        {{ barsmith_dispatch('barsmith_take_changes')(models, full) }}
+    {%- else %}
     drop table if exists {{ barsmith_ranges() }};
     create temp table {{ adapter.quote(this.identifier ~ '__ranges') }} on commit drop as
     with taken as (
@@ -406,9 +405,6 @@
     select * from taken;
     create index on {{ barsmith_ranges() }} (model, id, tf, period);
     analyze {{ barsmith_ranges() }};
-    drop table if exists {{ barsmith_waiting() }};
-    create temp table {{ adapter.quote(this.identifier ~ '__waiting') }} (
-        id integer primary key,
-        reason text not null
-    ) on commit drop;
+    {{ barsmith_work_table('waiting', columns='id integer primary key, reason text not null') }}
+    {%- endif %}
 {% endmacro %}

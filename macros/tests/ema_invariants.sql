@@ -5,7 +5,7 @@
     the rows a build wrote and the row before them per series, or the whole table in the full
     audit (macros/tests/scope.sql). -#}
 {% test ema_invariants(model, timeframes, families) %}
-    with scoped as materialized (
+    with scoped as {{ barsmith_materialized_cte() }} (
         select * from {{ barsmith_scoped(model, 'previous') }} as s
     ),
 

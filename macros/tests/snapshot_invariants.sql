@@ -7,7 +7,7 @@
 
 {% test snapshot_invariants(model, family, week_start=none, input_model=none, timeframes=none) %}
     {%- set anchored = family == 'anchored' -%}
-    with scoped as materialized (
+    with scoped as {{ barsmith_materialized_cte() }} (
         select * from {{ barsmith_scoped(model, 'bars') }} as s
     ),
 
@@ -207,7 +207,7 @@
 
 {# OP-30 (warn): closed windows (end before the id's newest day) that have no canonical row. #}
 {% test snapshot_closed_bars_without_canonical(model) %}
-    with scoped as materialized (
+    with scoped as {{ barsmith_materialized_cte() }} (
         select * from {{ barsmith_scoped(model, 'bars') }} as s
     ),
 

@@ -75,10 +75,10 @@ select
     ts as "timestamp",
     ema as ema_value,
     violation_type,
-    case violation_type
-        when 'out_of_price_bounds'
+    {{ barsmith_case('violation_type') }}
+        {{ barsmith_when('violation_type', "'out_of_price_bounds'") }}
             then jsonb_build_object('price_min', price_min, 'price_max', price_max)
-        when 'out_of_statistical_bounds'
+        {{ barsmith_when('violation_type', "'out_of_statistical_bounds'") }}
             then jsonb_build_object(
                     'stat_mean', stat_mean::float8,
                     'stat_std', stat_std::float8,
