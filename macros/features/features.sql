@@ -191,12 +191,7 @@
             -- from from_ts on; otherwise every bar of the (id, tf) (index range scans either way)
             select
                 x.*,
-                b.bar_seq,
-                b.time_close,
-                b.open,
-                b.high,
-                b.low,
-                b.close
+                {{ features_bar_columns() }}
             from restarts as x
             cross join lateral (
                 select * from (
