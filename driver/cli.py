@@ -6,7 +6,6 @@ import os
 import shlex
 import sys
 import traceback
-from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Optional
@@ -16,6 +15,7 @@ import typer
 from rich.console import Console
 
 from . import alerts as alertmod
+from . import cli_common as common
 from . import config
 from . import db as dbmod
 from . import filters as filtersmod
@@ -29,9 +29,7 @@ from . import viz_commands
 from .dbt import PROFILES_DIR, invoke
 from .lock import EXIT_LOCKED
 
-# Exit codes (README "Exit codes"): 0 success, 1 failure, 2 usage or configuration error,
-# 3 refused: another refresh holds the lock.
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = common.EXIT_OK, common.EXIT_FAILED, common.EXIT_USAGE
 
 # No pretty tracebacks: they print local variables, which can hold a password.
 app = typer.Typer(help="barsmith: daily OHLCV history -> multi-timeframe bars and EMAs (dbt on PostgreSQL).",
@@ -41,45 +39,13 @@ db_app = typer.Typer(help="Manage the embedded PostgreSQL under .barsmith/ (used
 app.add_typer(db_app, name="db")
 
 console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+err = common.err
 
 
-@contextmanager
-def _usage_errors():
-    """A refused value from the environment or the command line: its message, exit 2."""
-    try:
-        yield
-    except (config.ConfigError, filtersmod.FilterError) as exc:
-        err.print(f"error: {dbmod.mask_secrets(str(exc))}", markup=False, highlight=False)
-        raise typer.Exit(EXIT_USAGE) from None
-
-
-def _source_table(user_vars: dict | None = None) -> tuple[str, str]:
-    """The source relation: --vars source_schema/source_table, else BARSMITH_SOURCE_*; validated."""
-    with _usage_errors():
-        schema, table = config.source_relation()
-    user_vars = user_vars or {}
-    return user_vars.get("source_schema", schema), user_vars.get("source_table", table)
-
-
-def _check_environment() -> None:
-    """Every identifier and the URL from the environment, before anything else runs."""
-    with _usage_errors():
-        config.target_schema()
-        config.source_relation()
-        url = os.environ.get("BARSMITH_DB_URL", "").strip()
-        if url:
-            config.parse_db_url(url)
-
-
-def _connection() -> dbmod.Connection:
-    _check_environment()
-    try:
-        with _usage_errors():
-            return dbmod.resolve(start=True)
-    except dbmod.DatabaseError as exc:
-        err.print(f"error: {dbmod.mask_secrets(str(exc))}", markup=False, highlight=False)
-        raise typer.Exit(EXIT_FAILED) from None
+_usage_errors = common.usage_errors
+_source_table = common.source_table
+_check_environment = common.check_environment
+_connection = common.connection
 
 
 def _source_vars(user_vars: dict | None = None) -> dict[str, str]:

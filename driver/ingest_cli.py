@@ -13,6 +13,7 @@ from rich.console import Console
 from . import alerts as alertmod
 from . import audit as auditmod
 from . import calendars
+from . import cli_common as common
 from . import db as dbmod
 from . import fetch as fetchmod
 from . import filters as filtersmod
@@ -23,16 +24,8 @@ console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
-def _source() -> tuple[str, str]:
-    return os.environ.get("BARSMITH_SOURCE_SCHEMA", "public"), os.environ.get("BARSMITH_SOURCE_TABLE", "price_histories")
-
-
-def _connection() -> dbmod.Connection:
-    try:
-        return dbmod.resolve(start=True)
-    except dbmod.DatabaseError as exc:
-        err.print(f"[red]error:[/red] {dbmod.mask_secrets(str(exc))}")
-        raise typer.Exit(1) from None
+_source = common.source_table
+_connection = common.connection
 
 
 def _usage(message: str) -> typer.Exit:

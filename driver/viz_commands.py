@@ -3,7 +3,6 @@ functions, registered in cli.py), and the `driver refresh --report` hook."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -12,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from . import cli_common as common
 from . import db as dbmod
 
 console = Console(soft_wrap=True)
@@ -20,17 +20,12 @@ err = Console(stderr=True, soft_wrap=True)
 DEFAULT_REPORT_DIR = Path("report")
 
 
-def _connection() -> dbmod.Connection:
-    try:
-        return dbmod.resolve(start=True)
-    except dbmod.DatabaseError as exc:
-        err.print(f"[red]error:[/red] {dbmod.mask_secrets(str(exc))}")
-        raise typer.Exit(1) from None
+_connection = common.connection
 
 
 def _source_vars() -> dict[str, str]:
-    return {"source_schema": os.environ.get("BARSMITH_SOURCE_SCHEMA", "public"),
-            "source_table": os.environ.get("BARSMITH_SOURCE_TABLE", "price_histories")}
+    schema, table = common.source_table()
+    return {"source_schema": schema, "source_table": table}
 
 
 def plot_cmd(
@@ -78,8 +73,9 @@ def report_cmd(
     from . import html_report  # noqa: PLC0415
 
     started = time.monotonic()
+    conn = _connection()
     try:
-        path, data = html_report.write(_connection(), out, charts=charts, docs=docs)
+        path, data = html_report.write(conn, out, charts=charts, docs=docs)
     except Exception as exc:
         err.print(f"[red]error:[/red] {escape(dbmod.mask_secrets(str(exc)))}", highlight=False)
         raise typer.Exit(1) from None

@@ -66,7 +66,8 @@ def test_source_table_injection_is_refused_and_drops_nothing(canary):
     assert "Traceback" not in res.stderr
     assert canary_alive(database)
     assert not Path(env["BARSMITH_LOG_DIR"]).exists(), "refused before the run started"
-    for command in (["load", "x.csv"], ["freshness"], ["validate"], ["refresh", "--bars", "--dry-run"]):
+    for command in (["load", "x.csv"], ["freshness"], ["validate"], ["refresh", "--bars", "--dry-run"],
+                    ["fetch", "--gaps"], ["gaps"], ["plot", "--id", "1"], ["report"], ["docs"]):
         other = driver(*command, env=env)
         assert other.returncode == 2 and "BARSMITH_SOURCE_TABLE" in other.stderr, (command, other.stderr)
     assert canary_alive(database)
