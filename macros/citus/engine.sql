@@ -5,7 +5,7 @@
       distributed by id, co-located with the source (every join on id runs shard by shard on the
         workers): the source, every barsmith_incremental table, the run's work tables (ranges,
         waiting ids, new rows, EMA close counts and walk tables), barsmith_input_fingerprints,
-        barsmith_ema_close_counts;
+        barsmith_ema_close_counts, barsmith_ema_stat_windows;
       reference tables (a copy on every node, joinable with any shard): the seeds, the plain
         tables (ema_alpha_lookup), the exchange calendars (trading_sessions,
         trading_calendar_coverage) and barsmith_changes (its full-build rows have no id);
@@ -82,7 +82,7 @@
     end
     $$;
     {{ citus_distribute(src, 'source') }};
-    {%- for name in ['barsmith_input_fingerprints', 'barsmith_ema_close_counts'] %}
+    {%- for name in ['barsmith_input_fingerprints', 'barsmith_ema_close_counts', 'barsmith_ema_stat_windows'] %}
         {{ citus_distribute(adapter.quote(schema) ~ '.' ~ name) }};
     {%- endfor %}
     {{ citus_distribute(adapter.quote(schema) ~ '.barsmith_changes', 'reference') }};

@@ -442,4 +442,20 @@ create table if not exists {{ s }}.barsmith_ema_close_counts (
     primary key (model, id, tf)
 );
 
+-- ema_rejects extension bookkeeping (macros/emas/ema_rejects.sql; a dbt source, models/bookkeeping):
+-- per EMA model and series, the window rule 5 reads next (its last 100 values, null where not
+-- finite, oldest first, and their exact sums)
+create table if not exists {{ s }}.barsmith_ema_stat_windows (
+    model text not null,
+    id integer not null,
+    tf text not null,
+    period integer not null,
+    last_ts timestamptz not null,
+    vals float8[] not null,
+    s1 numeric not null,
+    s2 numeric not null,
+    n integer not null,
+    primary key (model, id, tf, period)
+);
+
 {% endmacro %}

@@ -205,10 +205,12 @@
     where barsmith_checked and not (time_high between time_open and time_close and time_open <= time_low)
 {% endtest %}
 
-{# OP-30 (warn): closed windows (end before the id's newest day) that have no canonical row. #}
+{#- OP-30 (warn): closed windows (end before the id's newest day) that have no canonical row.
+    A bar's canonical row is its last row, so a scoped run reads only the rows it wrote: a bar
+    with a row at or after a change's first instant has its last row there too. -#}
 {% test snapshot_closed_bars_without_canonical(model) %}
     with scoped as {{ barsmith_materialized_cte() }} (
-        select * from {{ barsmith_scoped(model, 'bars') }} as s
+        select * from {{ barsmith_scoped(model) }} as s
     ),
 
     bars as (

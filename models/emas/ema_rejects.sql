@@ -1,8 +1,6 @@
-{%- set ema_tables = ['ema_multi_tf', 'ema_multi_tf_v2', 'ema_multi_tf_cal_us', 'ema_multi_tf_cal_iso',
-                      'ema_multi_tf_cal_anchor_us', 'ema_multi_tf_cal_anchor_iso'] -%}
 {{
     barsmith_config(
-        input={'changes_of': ema_tables},
+        input={'changes_of': ema_rejects_tables()},
         source_model_column='source_table',
         range_column='"timestamp"',
         unique_key=['source_table', 'id', 'tf', 'period', 'timestamp'],
@@ -11,31 +9,45 @@
         ],
         change_grain=['id', 'tf', 'period'],
         audit_counts={'ema_rejects': 'true'},
+        extension='ema_rejects',
         tags=['ema_rejects'],
     )
 }}
+{%- do source('barsmith', 'barsmith_ema_stat_windows') -%}
 
 -- EMA values failing the point-in-time checks of emas.md §7.1 (OP-14, amended), one row per EMA
 -- row with the first failing check; reported, never removed from the EMA tables. A run judges
 -- the rows the EMA models rewrote since the last one (macros/emas/ema_rejects.sql).
 with judged as (
-    {% for t in ema_tables %}
-        {{ ema_rows_to_judge(t) }}
-        {% if not loop.last %}union all{% endif %}
-    {% endfor %}
+    {{ ema_rejects_judged() }}
 ),
 
+{% if is_incremental() %}
 first_judged as (
+    -- the ids judged and their first instant judged (every id after an EMA table's full build),
+    -- from the run's work tables rather than from `judged`, which then stays a stream
     select
         id,
-        min(ts) as first_ts
-    from judged
+        min(first_ts) as first_ts
+    from (
+        select
+            id,
+            from_ts as first_ts
+        from {{ barsmith_work_relation('rule5_series') }}
+        union all
+        select
+            id,
+            '-infinity'::timestamptz
+        from {{ ref('price_bars_1d') }}
+        where exists (select 1 from {{ barsmith_ranges() }} as r where r.full_build)
+    ) as f
     group by id
 ),
+{% endif %}
 
 price_bounds as (
-    -- per id and day: the validated closes of the 90 days up to that day (rule 4), over the ids
-    -- judged, from 90 days before the first instant judged
+    -- per id and day: the validated closes of the 90 days up to that day (rule 4); in an
+    -- incremental run over the ids judged, from 90 days before the first instant judged
     select
         d.id,
         d.time_close as ts,
@@ -43,7 +55,9 @@ price_bounds as (
         min(d.close) over w as price_min,
         max(d.close) over w as price_max
     from {{ ref('price_bars_1d') }} as d
-    inner join first_judged as j on d.id = j.id and d.time_close >= j.first_ts - interval '90 days'
+    {% if is_incremental() %}
+        inner join first_judged as j on d.id = j.id and d.time_close >= j.first_ts - interval '90 days'
+    {% endif %}
     window w as (partition by d.id order by d.time_close range between interval '90 days' preceding and current row)
 ),
 
