@@ -106,7 +106,10 @@
     target row at or after the first new row of each (id, part) (recomputed rows may start before
     from_ts: at the start of the affected bar), then insert the new rows. The second delete probes
     the unique index once per (id, part): a hash or merge join would read the whole target, which
-    the planner chose once its estimates drifted, so it gets no choice. -#}
+    the planner chose once its estimates drifted, so it gets no choice. A model of range_mode 'id'
+    rebuilds every id it recomputes (from_ts is -infinity): its delete has no instant condition
+    (the gap models' range column is a date, and Citus refuses the STABLE date-to-timestamptz
+    cast of a column in a DELETE). -#}
 {% macro barsmith_replace_ranges(target, new_rows) %}
     {%- set range_column = config.get('range_column') -%}
     {%- set part_column = barsmith_part_column() -%}
@@ -143,7 +146,9 @@
         and r.mode <> 'append'
         {% if part_column %}and t.{{ part_column }} = r.part{% endif %}
         and {{ barsmith_extension_call('series_match') or 'true' }}
-        and t.{{ range_column }} >= r.from_ts;
+        {%- if config.get('range_mode', 'range') != 'id' %}
+        and t.{{ range_column }} >= r.from_ts
+        {%- endif %};
     {% endif %}
 
     {% if part_column %}
