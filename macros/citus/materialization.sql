@@ -6,8 +6,8 @@
                    CREATE TABLE AS would build a local table on the coordinator);
       incremental  the new rows go to the work table <model>__new, distributed the same way, and
                    the replace step deletes and inserts shard by shard;
-    and the run's work tables (ranges, waiting ids, new rows, EMA close counts) dropped before
-    the commit. -#}
+    and the run's work tables (ranges, waiting ids, new rows, EMA close counts and resume states)
+    dropped before the commit. -#}
 {% macro citus__barsmith_materialize() %}
     {%- set sql = citus_inline_ctes(sql) -%}
     {%- set existing = load_cached_relation(this) -%}
@@ -88,7 +88,7 @@
 {# SQL: drop the run's work tables (those that exist). #}
 {% macro citus_drop_work_tables() -%}
     drop table if exists
-    {%- for kind in ['ranges', 'waiting', 'new', 'closes'] %}
+    {%- for kind in ['ranges', 'waiting', 'new', 'closes', 'state'] %}
         {{ barsmith_work_relation(kind) }}{% if not loop.last %},{% endif %}
     {%- endfor %}
 {%- endmacro %}
