@@ -44,8 +44,8 @@ from driver import db as dbmod  # noqa: E402
 from driver.dbt import invoke  # noqa: E402
 from driver.load import ensure_table  # noqa: E402
 
-# the models of W1: the bar and EMA stages, as benchmarks/bench_build.py (the completeness models
-# do not run on Citus yet: README, Scaling out)
+# the models of W1: the bar and EMA stages, as benchmarks/bench_build.py (the completeness models of
+# `driver gaps` are not part of W1)
 SELECT = "tag:bars tag:emas"
 
 

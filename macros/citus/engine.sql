@@ -61,7 +61,7 @@
 {% macro citus__barsmith_session_settings() %}
     set local citus.propagate_set_commands = 'local';
     set local citus.enable_local_execution = off;
-    {{ barsmith_session_settings() }}
+    {{ default__barsmith_session_settings() }}
 {% endmacro %}
 
 {#- on-run-start: the source and the bookkeeping tables distributed (once; a table that exists
@@ -152,14 +152,14 @@
     {{ return(modules.re.sub('(?im)^(\\s*(?:with\\s+)?[a-z_][a-z0-9_]*\\s+as)\\s+\\(\\s*$', '\\1 not materialized (', query)) }}
 {%- endmacro %}
 
-{#- Run SQL statements one by one in the model's transaction (main: the last one as dbt's 'main'
-    statement). Citus forwards some statements to the other nodes as the whole query string they
+{#- barsmith_run on Citus: SQL statements one by one in the model's transaction (main: the last
+    one as dbt's 'main' statement). Citus forwards some statements to the other nodes as the whole query string they
     arrived in: DDL on a distributed table (CREATE INDEX, ALTER TABLE), which the workers refuse
     when the string holds several statements ("cannot insert multiple commands into a prepared
     statement"), and SET LOCAL (citus.propagate_set_commands), which a worker would run whole, the
     other statements included. So the text is split at every top-level semicolon (quotes, dollar
     quotes and comments respected); pieces holding only comments are dropped. -#}
-{% macro citus_run(statements, main=false) %}
+{% macro citus__barsmith_run(statements, main=false) %}
     {%- set pattern = "'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\\n]*|/\\*.*?\\*/|\\$(\\w*)\\$.*?\\$\\1\\$|;|[^;'\"$/-]+|." -%}
     {%- set found = [] -%}
     {%- set current = [] -%}

@@ -1,72 +1,34 @@
-{#- barsmith_incremental on Citus (macros/citus/engine.sql): the same steps as
-    default__barsmith_materialize (macros/incremental/steps.sql), with the model's rows written to
-    tables distributed by id and co-located with the source:
+{#- The steps of barsmith_incremental (default__barsmith_materialize, macros/incremental/steps.sql)
+    that differ on Citus: the model's rows are written to tables distributed by id and co-located
+    with the source:
       full build   the table is created empty from the model's columns (WITH NO DATA), distributed,
                    then filled with INSERT ... SELECT, which Citus runs on every shard at once (dbt's
                    CREATE TABLE AS would build a local table on the coordinator);
       incremental  the new rows go to the work table <model>__new, distributed the same way, and
                    the replace step deletes and inserts shard by shard;
-    and the run's work tables (ranges, waiting ids, new rows, EMA close counts) dropped before
-    the commit. -#}
-{% macro citus__barsmith_materialize() %}
-    {%- set sql = citus_inline_ctes(sql) -%}
-    {%- set existing = load_cached_relation(this) -%}
-    {%- set target = this.incorporate(type='table') -%}
-    {%- set full = not is_incremental() -%}
-    {%- set new_rows = barsmith_work_relation('new') -%}
+    every CTE of the model is inlined (citus_inline_ctes), statements run one by one
+    (citus__barsmith_run, macros/citus/engine.sql), and the run's work tables (ranges, waiting
+    ids, new rows, EMA close counts and resume states) are dropped before the commit. -#}
+{% macro citus__barsmith_model_sql(sql) %}
+    {{ return(citus_inline_ctes(sql)) }}
+{% endmacro %}
 
-    {{ run_hooks(pre_hooks, inside_transaction=False) }}
-    {{ run_hooks(pre_hooks, inside_transaction=True) }}
+{% macro citus__barsmith_new_rows_relation() %}
+    {{ return(barsmith_work_relation('new')) }}
+{% endmacro %}
 
-    {% do citus_run(citus__barsmith_session_settings()) %}
-    {% do citus_run(barsmith_prepare_ranges(full)) %}
-    {% if not full and not barsmith_has_work() %}
-        {% do citus_run(citus_drop_work_tables() ~ ';\n' ~ barsmith_record_idle_run(), main=true) %}
-        {% do adapter.commit() %}
-        {{ return({'relations': [target]}) }}
-    {% endif %}
-    {% do citus_run(barsmith_extension_call('prepare', full_build=full)) %}
+{% macro citus__barsmith_create_model_table(relation, select_sql) %}
+    {% do citus_create_model_table(relation, select_sql) %}
+    {% call statement('main') %}
+        insert into {{ relation }}
+        {{ select_sql }}
+    {% endcall %}
+{% endmacro %}
 
-    {% if full %}
-        {%- set intermediate = make_intermediate_relation(target) -%}
-        {%- set building = intermediate if existing is not none else target -%}
-        {% do drop_relation_if_exists(load_cached_relation(intermediate)) %}
-        {% do citus_create_model_table(building, sql) %}
-        {% call statement('main') %}
-            insert into {{ building }}
-            {{ sql }}
-        {% endcall %}
-        {% if existing is not none %}
-            {% do adapter.drop_relation(existing) %}
-            {% do adapter.rename_relation(intermediate, target) %}
-        {% endif %}
-        {% do citus_run(barsmith_create_indexes(target, only_missing=false)) %}
-        {% set written = target %}
-    {% else %}
-        {% do barsmith_run('drop table if exists ' ~ new_rows) %}
-        {% do citus_create_model_table(new_rows, sql, unlogged=true) %}
-        {% do barsmith_run('insert into ' ~ new_rows ~ '\n' ~ sql) %}
-        {% do citus_run(barsmith_replace_ranges(target, new_rows), main=true) %}
-        {% set written = new_rows %}
-    {% endif %}
-
-    {% do citus_run(barsmith_extension_call('written', new_rows=written, full_build=full)) %}
-    {% do citus_run(barsmith_record_fingerprints()) %}
-    {% do citus_run(barsmith_record_changes(written, full)) %}
-    {% do barsmith_run(barsmith_record_run(written, full, citus_waiting_counts())) %}
-    {% if full %}
-        {% do barsmith_run('analyze ' ~ target) %}
-    {% else %}
-        {% do citus_run(barsmith_create_indexes(target, only_missing=true)) %}
-    {% endif %}
-    {% do citus_run(barsmith_extension_call('finish', full_build=full)) %}
-    {% do barsmith_run(citus_drop_work_tables()) %}
-
-    {% do persist_docs(target, model) %}
-    {{ run_hooks(post_hooks, inside_transaction=True) }}
-    {% do adapter.commit() %}
-    {{ run_hooks(post_hooks, inside_transaction=False) }}
-    {{ return({'relations': [target]}) }}
+{% macro citus__barsmith_create_new_rows(new_rows, select_sql) %}
+    {% do barsmith_run('drop table if exists ' ~ new_rows) %}
+    {% do citus_create_model_table(new_rows, select_sql, unlogged=true) %}
+    {% do barsmith_run('insert into ' ~ new_rows ~ '\n' ~ select_sql) %}
 {% endmacro %}
 
 {#- An empty table with the model's columns (WITH NO DATA: the query is not planned), its id of
@@ -86,16 +48,16 @@
 {% endmacro %}
 
 {# SQL: drop the run's work tables (those that exist). #}
-{% macro citus_drop_work_tables() -%}
+{% macro citus__barsmith_drop_work_tables() -%}
     drop table if exists
-    {%- for kind in ['ranges', 'waiting', 'new', 'closes'] %}
+    {%- for kind in ['ranges', 'waiting', 'new', 'closes', 'state'] %}
         {{ barsmith_work_relation(kind) }}{% if not loop.last %},{% endif %}
     {%- endfor %}
 {%- endmacro %}
 
 {#- barsmith_waiting_counts as literals: Citus cannot push a scalar subquery down beside the run
     log's aggregates, so the waiting ids are read first. -#}
-{% macro citus_waiting_counts() %}
+{% macro citus__barsmith_waiting_counts() %}
     {%- set counts = {} -%}
     {%- for reason in ['upstream', 'stale'] -%}
         {%- set ids = run_query('select jsonb_agg(w.id order by w.id)::text from ' ~ barsmith_waiting()

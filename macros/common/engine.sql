@@ -47,6 +47,13 @@
     {% endif -%}
 {%- endmacro %}
 
+{#- `<column>, ` on Citus, nothing on PostgreSQL: the distribution column (id) named first in a
+    DISTINCT ON, its ORDER BY or the select list of a UNION's branches, which Citus pushes down to
+    the shards only with it. -#}
+{% macro barsmith_shard_key(column) -%}
+    {{ column ~ ', ' if var('barsmith_engine', 'postgres') == 'citus' }}
+{%- endmacro %}
+
 {#- `distinct` on Citus in the SELECT of a CTE whose rows are distinct anyway (the EMA series): it
     keeps the CTE a subquery of its own, which PostgreSQL would flatten into the query, and Citus
     then refuses the LIMIT 1 probes of the stored rows that read its timeframe and period (columns

@@ -57,27 +57,36 @@
                 history, ema_start_date does not apply (OP-22)
       calendar: canonical rows of the calendar bars that have a spine row that UTC day, whose
                 close is taken (§4): from ema_start_date, as the spine
-      anchored: the canonical row of each anchored bar (§5); all history (OP-22) -#}
-{% macro ema_closes_after(kind, bars, p) %}{% if var('barsmith_engine', 'postgres') == 'citus' %}{{ return(barsmith_dispatch('ema_closes_after')(kind, bars, p)) }}{% endif %}
+      anchored: the canonical row of each anchored bar (§5); all history (OP-22)
+    leg (rolling): 'bars' (tf <> 1D), 'daily' (tf 1D) or 'all' (the union of both). On Citus the
+    rolling legs and the anchored DISTINCT ON name the bars' id too (barsmith_shard_key: Citus
+    pushes a UNION or a DISTINCT ON down only with the distribution column). -#}
+{% macro ema_closes_after(kind, bars, p, leg='all') %}
     {%- set lower -%}
         coalesce(({{ p }}.after_day + 1)::timestamp at time zone 'UTC', '-infinity'::timestamptz)
     {%- endset -%}
     {% if kind == 'rolling' %}
+        {%- if leg != 'daily' %}
         select
-            (b.time_close at time zone 'UTC')::date as day,
+            {{ barsmith_shard_key('b.id') }}(b.time_close at time zone 'UTC')::date as day,
             b.close
         from {{ ref(bars) }} as b
         where
             {{ p }}.tf <> '1D' and b.id = {{ p }}.id and b.tf = {{ p }}.tf and not b.is_partial_end
             and b.time_close >= {{ lower }}
+        {%- endif %}
+        {%- if leg == 'all' %}
         union all
+        {%- endif %}
+        {%- if leg != 'bars' %}
         select
-            (d.time_close at time zone 'UTC')::date as day,
+            {{ barsmith_shard_key('d.id') }}(d.time_close at time zone 'UTC')::date as day,
             d.close
         from {{ ref('price_bars_1d') }} as d
         where
             {{ p }}.tf = '1D' and d.id = {{ p }}.id and not d.is_partial_end
             and d.time_close >= {{ lower }}
+        {%- endif %}
     {% elif kind == 'calendar' %}
         select
             s.day,
@@ -104,20 +113,28 @@
                 ({{ p }}.after_day + 1)::timestamp at time zone 'UTC', '-infinity'::timestamptz
             )
     {% else %}
-        select distinct on (b.bar_seq)
+        select distinct on ({{ barsmith_shard_key('b.id') }}b.bar_seq)
             (b.time_close at time zone 'UTC')::date as day,
             b.close
         from {{ ref(bars) }} as b
         where
             b.id = {{ p }}.id and b.tf = {{ p }}.tf and not b.is_partial_end
             and b.time_close >= {{ lower }}
-        order by b.bar_seq, b.time_close desc
+        order by {{ barsmith_shard_key('b.id') }}b.bar_seq, b.time_close desc
     {% endif %}
 {% endmacro %}
 
 {#- The model's close_rows CTE body: (id, tf, day, close) of every timeframe after each id's
-    resume day (from_day of ema_series_state; NULL = every close ema_closes_after gives). -#}
-{% macro ema_close_rows_after_resume(kind, bars) %}{% if var('barsmith_engine', 'postgres') == 'citus' %}{{ return(barsmith_dispatch('ema_close_rows_after_resume')(kind, bars)) }}{% endif %}
+    resume day (from_day of ema_series_state; NULL = every close ema_closes_after gives). On Citus
+    the rolling closes are a union of two laterals, one per leg (Citus cannot push a union inside
+    the lateral down), and the lateral has no OFFSET fence (Citus pushes no OFFSET down beside the
+    timeframes' reference table). -#}
+{% macro ema_close_rows_after_resume(kind, bars) %}
+    {%- set citus = var('barsmith_engine', 'postgres') == 'citus' -%}
+    {%- for leg in (['bars', 'daily'] if citus and kind == 'rolling' else ['all']) %}
+    {%- if not loop.first %}
+    union all
+    {%- endif %}
     select
         p.id,
         p.tf,
@@ -131,15 +148,20 @@
         from from_day as f
         cross join timeframes as t
     ) as p
+    {%- if not citus %}
     -- fenced (offset 0): evaluated per (id, tf) from its resume day. Flattened, the planner read
     -- every close of the bar table and looked each one up before it applied the resume day
+    {%- endif %}
     cross join lateral (
         select
             x.day,
             x.close
-        from ({{ ema_closes_after(kind, bars, 'p') }}) as x
+        from ({{ ema_closes_after(kind, bars, 'p', leg) }}) as x
+        {%- if not citus %}
         offset 0
+        {%- endif %}
     ) as c
+    {%- endfor %}
 {% endmacro %}
 
 {# Part of the `prepare` hook (after the ranges). #}

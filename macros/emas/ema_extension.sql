@@ -104,7 +104,8 @@
     {%- endif -%}
 {% endmacro %}
 
-{# Hook `prepare`: close counts (bar families), then a full build's work tables. #}
+{#- Hook `prepare`: close counts (bar families), then a full build's work tables (on Citus an
+    incremental run's resume states, macros/citus/emas.sql). -#}
 {% macro ema_prepare(full_build) %}
     {%- set ema = ema_settings() -%}
     {% if ema['closes'] %}
@@ -112,6 +113,8 @@
     {% endif %}
     {% if full_build %}
         {{ ema_prepare_walk_tables(ema_inputs()) }}
+    {% elif var('barsmith_engine', 'postgres') == 'citus' %}
+        {{ barsmith_dispatch('ema_prepare_series_state')() }}
     {% endif %}
 {% endmacro %}
 

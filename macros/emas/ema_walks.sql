@@ -44,9 +44,12 @@
     index probes per series: its last row and its last canonical row before that instant (roll =
     false; in the dual families roll_bar = roll, so the same row holds the last canonical ema_bar).
     kind: 'preview' (multi_tf: E = E* = last canonical ema), 'daily' (v2: e = last ema),
-    'dual' (cal, cal_anchor: E = last canonical ema_bar). -#}
+    'dual' (cal, cal_anchor: E = last canonical ema_bar).
+    On Citus the probed states are the CTE probed_state, which the prepare hook writes to a work
+    table first (citus__ema_prepare_series_state); the model's series_state reads that table. -#}
 {% macro ema_series_state(series, kind) %}
     {%- set dual = kind == 'dual' -%}
+    {%- set citus = var('barsmith_engine', 'postgres') == 'citus' -%}
     {% if is_incremental() %}
         probe as (
             select
@@ -76,7 +79,7 @@
             ) as c on true
         ),
 
-        series_state as (
+        {{ 'probed_state' if citus else 'series_state' }} as (
             select
                 sp.id,
                 sp.tf,
@@ -94,6 +97,9 @@
             from {{ series }} as sp
             left join probe as p on sp.id = p.id and sp.tf = p.tf and sp.period = p.period
         ),
+        {%- if citus %}
+        {{ barsmith_dispatch('ema_stored_series_state')() }}
+        {%- endif %}
     {% else %}
         series_state as (
             select

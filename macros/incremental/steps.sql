@@ -1,11 +1,18 @@
 {#- The steps of the barsmith_incremental materialization (macros/materialization/barsmith_incremental.sql,
     docs/architecture.md): the run in order, the replace step, indexes, config and dispatch helpers. -#}
 
+{#- The run in order. The engine-specific steps are dispatched (barsmith_dispatch; on a Citus
+    coordinator the citus__ macros of macros/citus/materialization.sql): how statements run
+    (barsmith_run), the model's SQL as it is sent (barsmith_model_sql), the relation of the new rows
+    and how the model's rows are written (barsmith_create_model_table, barsmith_create_new_rows),
+    the run log's waiting ids (barsmith_waiting_counts) and the work tables the run drops
+    (barsmith_drop_work_tables). -#}
 {% macro default__barsmith_materialize() %}
+    {%- set sql = barsmith_model_sql(sql) -%}
     {%- set existing = load_cached_relation(this) -%}
     {%- set target = this.incorporate(type='table') -%}
     {%- set full = not is_incremental() -%}
-    {%- set new_rows = api.Relation.create(identifier=this.identifier ~ '__new', type='table') -%}
+    {%- set new_rows = barsmith_new_rows_relation() -%}
 
     {{ run_hooks(pre_hooks, inside_transaction=False) }}
     {{ run_hooks(pre_hooks, inside_transaction=True) }}
@@ -14,9 +21,8 @@
     {% do barsmith_run(barsmith_prepare_ranges(full)) %}
     {#- nothing changed (no range, no id waiting): the run records that and ends -#}
     {% if not full and not barsmith_has_work() %}
-        {% call statement('main') %}
-            {{ barsmith_record_idle_run() }}
-        {% endcall %}
+        {% do barsmith_run(barsmith_drop_work_tables()) %}
+        {% do barsmith_run(barsmith_record_idle_run(), main=true) %}
         {% do adapter.commit() %}
         {{ return({'relations': [target]}) }}
     {% endif %}
@@ -25,9 +31,7 @@
     {% if full %}
         {%- set intermediate = make_intermediate_relation(target) -%}
         {% do drop_relation_if_exists(load_cached_relation(intermediate)) %}
-        {% call statement('main') %}
-            {{ get_create_table_as_sql(False, intermediate if existing is not none else target, sql) }}
-        {% endcall %}
+        {% do barsmith_create_model_table(intermediate if existing is not none else target, sql) %}
         {% if existing is not none %}
             {% do adapter.drop_relation(existing) %}
             {% do adapter.rename_relation(intermediate, target) %}
@@ -35,10 +39,8 @@
         {% do barsmith_run(barsmith_create_indexes(target, only_missing=false)) %}
         {% set written = target %}
     {% else %}
-        {% do barsmith_run(barsmith_create_temp_new_rows(new_rows, sql)) %}
-        {% call statement('main') %}
-            {{ barsmith_replace_ranges(target, new_rows) }}
-        {% endcall %}
+        {% do barsmith_create_new_rows(new_rows, sql) %}
+        {% do barsmith_run(barsmith_replace_ranges(target, new_rows), main=true) %}
         {% set written = new_rows %}
     {% endif %}
 
@@ -52,6 +54,7 @@
         {% do barsmith_run(barsmith_create_indexes(target, only_missing=true)) %}
     {% endif %}
     {% do barsmith_extension_step('finish', full_build=full) %}
+    {% do barsmith_run(barsmith_drop_work_tables()) %}
 
     {% do persist_docs(target, model) %}
     {{ run_hooks(post_hooks, inside_transaction=True) }}
@@ -89,16 +92,68 @@
 {#- Transaction-local settings of a model run: no JIT (it compiles these plans for seconds while
     small runs execute in milliseconds), memory for window sorts and index builds. -#}
 {% macro barsmith_session_settings() %}
+    {{ return(barsmith_dispatch('barsmith_session_settings')()) }}
+{% endmacro %}
+
+{% macro default__barsmith_session_settings() %}
     set local jit = off;
     set local work_mem = {{ sql_string(var('build_work_mem', '128MB')) }};
     set local maintenance_work_mem = {{ sql_string(var('build_maintenance_work_mem', '512MB')) }};
 {% endmacro %}
 
-{#- The model's SELECT (which reads only the ranges) into a temp table. -#}
+{# The model's SQL as the materialization sends it (PostgreSQL: as compiled). #}
+{% macro barsmith_model_sql(sql) %}
+    {{ return(barsmith_dispatch('barsmith_model_sql')(sql)) }}
+{% endmacro %}
+
+{% macro default__barsmith_model_sql(sql) %}
+    {{ return(sql) }}
+{% endmacro %}
+
+{# The relation an incremental run writes its new rows to (PostgreSQL: a temp table). #}
+{% macro barsmith_new_rows_relation() %}
+    {{ return(barsmith_dispatch('barsmith_new_rows_relation')()) }}
+{% endmacro %}
+
+{% macro default__barsmith_new_rows_relation() %}
+    {{ return(api.Relation.create(identifier=this.identifier ~ '__new', type='table')) }}
+{% endmacro %}
+
+{# A full build: the table `relation` from the model's SELECT, as dbt's 'main' statement. #}
+{% macro barsmith_create_model_table(relation, select_sql) %}
+    {% do barsmith_dispatch('barsmith_create_model_table')(relation, select_sql) %}
+{% endmacro %}
+
+{% macro default__barsmith_create_model_table(relation, select_sql) %}
+    {% call statement('main') %}
+        {{ get_create_table_as_sql(False, relation, select_sql) }}
+    {% endcall %}
+{% endmacro %}
+
+{#- An incremental run: the model's SELECT (which reads only the ranges) into `new_rows`, a temp
+    table. -#}
+{% macro barsmith_create_new_rows(new_rows, select_sql) %}
+    {% do barsmith_dispatch('barsmith_create_new_rows')(new_rows, select_sql) %}
+{% endmacro %}
+
+{% macro default__barsmith_create_new_rows(new_rows, select_sql) %}
+    {% do barsmith_run(barsmith_create_temp_new_rows(new_rows, select_sql)) %}
+{% endmacro %}
+
 {% macro barsmith_create_temp_new_rows(new_rows, select_sql) %}
     drop table if exists {{ new_rows }};
     create temp table {{ new_rows }} on commit drop as
     {{ select_sql }};
+{% endmacro %}
+
+{#- SQL: drop the run's work tables before the commit (PostgreSQL: nothing, they are temp tables
+    dropped at commit). -#}
+{% macro barsmith_drop_work_tables() %}
+    {{ return(barsmith_dispatch('barsmith_drop_work_tables')()) }}
+{% endmacro %}
+
+{% macro default__barsmith_drop_work_tables() %}
+    {{ return('') }}
 {% endmacro %}
 
 {#- Replace the ranges: delete the target rows of every range that is not a pure append (an
@@ -106,7 +161,10 @@
     target row at or after the first new row of each (id, part) (recomputed rows may start before
     from_ts: at the start of the affected bar), then insert the new rows. The second delete probes
     the unique index once per (id, part): a hash or merge join would read the whole target, which
-    the planner chose once its estimates drifted, so it gets no choice. -#}
+    the planner chose once its estimates drifted, so it gets no choice. A model of range_mode 'id'
+    rebuilds every id it recomputes (from_ts is -infinity): its delete has no instant condition
+    (the gap models' range column is a date, and Citus refuses the STABLE date-to-timestamptz
+    cast of a column in a DELETE). -#}
 {% macro barsmith_replace_ranges(target, new_rows) %}
     {%- set range_column = config.get('range_column') -%}
     {%- set part_column = barsmith_part_column() -%}
@@ -143,7 +201,9 @@
         and r.mode <> 'append'
         {% if part_column %}and t.{{ part_column }} = r.part{% endif %}
         and {{ barsmith_extension_call('series_match') or 'true' }}
-        and t.{{ range_column }} >= r.from_ts;
+        {%- if config.get('range_mode', 'range') != 'id' %}
+        and t.{{ range_column }} >= r.from_ts
+        {%- endif %};
     {% endif %}
 
     {% if part_column %}
@@ -212,6 +272,10 @@
 
 {# Run log entries naming the ids that waited (for an upstream, or stale): JSON arrays or null. #}
 {% macro barsmith_waiting_counts() %}
+    {{ return(barsmith_dispatch('barsmith_waiting_counts')()) }}
+{% endmacro %}
+
+{% macro default__barsmith_waiting_counts() %}
     {%- set counts = {} -%}
     {%- for reason in ['upstream', 'stale'] -%}
         {%- do counts.update({reason ~ '_ids': '(select jsonb_agg(w.id order by w.id) from ' ~ barsmith_waiting()
@@ -220,10 +284,19 @@
     {{ return(counts) }}
 {% endmacro %}
 
-{# Run SQL statements in the model's transaction (nothing when the text is blank). #}
-{% macro barsmith_run(statements) %}
+{#- Run SQL statements in the model's transaction (nothing when the text is blank); main: as dbt's
+    'main' statement. -#}
+{% macro barsmith_run(statements, main=false) %}
+    {% do barsmith_dispatch('barsmith_run')(statements, main) %}
+{% endmacro %}
+
+{% macro default__barsmith_run(statements, main=false) %}
     {%- if statements and statements | trim -%}
-        {% do run_query(statements) %}
+        {%- if main -%}
+            {% call statement('main') %}{{ statements }}{% endcall %}
+        {%- else -%}
+            {% do run_query(statements) %}
+        {%- endif -%}
     {%- endif -%}
 {% endmacro %}
 

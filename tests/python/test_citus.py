@@ -4,9 +4,10 @@ The session builds Citus from ../shared/citus/build.sh (deps, build and install 
 PostgreSQL 15, then a coordinator and two workers on 127.0.0.1; idempotent, so a machine that has it
 built only starts it) and runs each test in a database of its own on the three nodes, with
 citus.shard_count = 4. The equality test drives the golden data and a generated data set through
-`driver load` + `driver refresh --all` (full, then incremental: appends, corrections, a rejected row,
-a backfill) on the plain test server and on the cluster, and compares every table row for row; the
-property test replays random source changes on the cluster (incremental == full refresh).
+`driver load` + `driver refresh --all` + `driver gaps` (full, then incremental: appends, corrections,
+a rejected row, a backfill) on the plain test server and on the cluster, and compares every table row
+for row; test_gaps' hand-written exchange sessions run on the cluster; the property test replays
+random source changes on the cluster (incremental == full refresh).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from driver import db as dbmod
 from driver.cli import app
 from driver.load import COLUMNS
 
+from . import test_gaps
 from . import test_properties as props
 from .helpers import DbtProject
 from .histories import day_row
@@ -47,7 +49,7 @@ runner = CliRunner()
 RUN_METADATA = {"barsmith_changes", "barsmith_run_log", "barsmith_refresh_runs"}
 # Columns that hold a clock (when a row was written or loaded), not data: not compared.
 CLOCK_COLUMNS = {"ingested_at", "created_at", "recorded_at", "load_ts", "src_load_ts", "changed_at",
-                 "max_changed_at"}
+                 "max_changed_at", "written_at"}
 # Where each table must live on the cluster (everything else: distributed by id, co-located with the source).
 REFERENCE_TABLES = {"dim_timeframe", "ema_periods", "assets", "ema_alpha_lookup", "barsmith_changes",
                     "trading_sessions", "trading_calendar_coverage"}
@@ -272,12 +274,17 @@ def assert_distributed(citus: dbmod.Connection) -> None:
                 f"{table} should be distributed by id, co-located with the source: {placed.get(table)}"
 
 
+# `driver gaps` of every step: one as-of instant (the second run recomputes only the ids whose rows
+# changed), and no failure on the long gaps of the data sets (their trailing gaps reach the as-of)
+GAPS_ARGS = ["gaps", "--as-of", "2025-01-01T00:00:00Z", "--max-gap-days", "100000", "--quiet"]
+
+
 def _driver_args(step: str, files: list[Path]) -> list[list[str]]:
     """The driver commands of a step: one `driver load` per file (a correction repeats a row of an
     earlier file), then `driver refresh --all` (incremental steps skip the freshness gate: the data
-    is historical)."""
+    is historical), then `driver gaps` (the completeness models, which refresh does not build)."""
     return [["load", str(path)] for path in files] + [
-        ["refresh", "--all", "--quiet"] + ([] if step == "full" else ["--skip-stale-check"])]
+        ["refresh", "--all", "--quiet"] + ([] if step == "full" else ["--skip-stale-check"]), GAPS_ARGS]
 
 
 def drive(connection: dbmod.Connection, tmp: Path, monkeypatch, step: str, files: list[Path]) -> None:
@@ -315,9 +322,10 @@ def driver_env(tmp_path, monkeypatch):
 
 
 def test_citus_build_equals_postgresql_row_for_row(database, citus_db, golden_dir, driver_env, monkeypatch):
-    """Golden + generated histories, a full refresh, then an incremental refresh of appends,
-    corrections (one row becomes a reject) and backfills: after each refresh every table of the
-    cluster equals the plain build, and the second refresh was incremental on the cluster."""
+    """Golden + generated histories, a full refresh and `driver gaps`, then an incremental refresh
+    and `driver gaps` of appends, corrections (one row becomes a reject) and backfills: after each
+    step every table of the cluster (the completeness models included) equals the plain build, and
+    the second step was incremental on the cluster."""
     timings = {}
     for step, files in source_steps(golden_dir, driver_env / "data"):
         started = time.monotonic()
@@ -340,9 +348,20 @@ def test_citus_build_equals_postgresql_row_for_row(database, citus_db, golden_di
         runs = dict(conn.execute("select model, bool_or(full_build) from barsmith_run_log where recorded_at > %s "
                                  "group by model", (full_done,)).fetchall())
         assert len(runs) > 10 and not any(runs.values()), f"the second refresh rebuilt models on Citus: {runs}"
+        assert {"source_gaps", "source_completeness"} <= set(runs), f"driver gaps did not run incrementally: {runs}"
+        # the second `driver gaps` recomputed the ids whose rows changed (a replace on the cluster)
+        assert conn.execute("select count(*) from source_gaps").fetchone()[0] > 0
         assert conn.execute("select count(*) from price_bars_1d_rejects").fetchone()[0] == 1
         assert conn.execute("select count(distinct id) from ema_multi_tf_v2").fetchone()[0] == 5
     print("\n" + "\n".join(f"{step:12s} {engine:8s} {s:6.1f} s" for (step, engine), s in timings.items()))
+
+
+def test_gaps_per_exchange_calendar_on_citus(citus_db, tmp_path, monkeypatch):
+    """tests/python/test_gaps.py's hand-written sessions on the cluster (the data sets of the equality
+    test are all 24/7): XNYS without its holiday and with its half day, weekend gaps of 24/7 ids, an id
+    outside the assets table; the completeness models join the exchange sessions (reference tables)
+    with the distributed source, and a second build over a window recomputes every id."""
+    test_gaps.test_gaps_follow_each_assets_calendar(test_gaps.write_histories(citus_db, tmp_path, monkeypatch))
 
 
 def test_driver_detects_citus(citus_db, database):

@@ -57,6 +57,11 @@ NOT_IN_SEED = 111  # 24/7 by default
 
 @pytest.fixture()
 def histories(database, tmp_path, monkeypatch):
+    return write_histories(database, tmp_path, monkeypatch)
+
+
+def write_histories(database, tmp_path, monkeypatch):
+    """The hand-made histories and their assets table in `database` (test_citus runs them on the cluster)."""
     monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))
     monkeypatch.setenv("BARSMITH_STATE_DIR", str(tmp_path / "state"))
     rows = []
