@@ -350,10 +350,7 @@
         where r.tf is null and not r.full_build
     ) as c
     {%- endif %}
-    where not exists (
-        select 1 from {{ barsmith_ranges() }} as f
-        where f.model = c.model and f.full_build
-    )
+    where c.model not in (select f.model from {{ barsmith_ranges() }} as f where f.full_build)
     group by c.model, c.id, c.tf, c.period
 {% endmacro %}
 
@@ -406,32 +403,101 @@
     {% endif %}
     {%- for t in ema_rejects_tables() %}
         insert into {{ windows }} (model, id, tf, period, last_ts, vals, s1, s2, n)
+        {{ ema_rejects_last_windows(t, 'true' if full_build else ema_rejects_full_build_of(t)) }};
+    {%- endfor %}
+{% endmacro %}
+
+{#- The window kept for each series of `ema_table` (where `condition`, a condition on nothing but
+    the run): its last 100 values, read backwards through the unique index. PostgreSQL walks the
+    series by the index (one probe for the next (id, tf, period) after each one: a skip scan);
+    Citus, which does not run a recursive query over a distributed table, numbers the rows from
+    the end in one pass. -#}
+{% macro ema_rejects_last_windows(ema_table, condition) %}
+    {%- set table = ref(ema_table) -%}
+    {%- if var('barsmith_engine', 'postgres') == 'citus' %}
+    select
+        {{ sql_string(ema_table) }},
+        w.id,
+        w.tf,
+        w.period,
+        max(w.ts),
+        array_agg(w.v order by w.ts),
+        trim_scale(sum(w.v::numeric)),
+        trim_scale(sum(w.v::numeric * w.v::numeric)),
+        count(w.v)
+    from (
         select
-            {{ sql_string(t) }},
-            w.id,
-            w.tf,
-            w.period,
-            max(w.ts),
-            array_agg(w.v order by w.ts),
-            trim_scale(sum(w.v::numeric)),
-            trim_scale(sum(w.v::numeric * w.v::numeric)),
-            count(w.v)
-        from (
+            e.id,
+            e.tf,
+            e.period,
+            e.ts,
+            {{ ema_rejects_finite('e.ema') }} as v,
+            count(*) over (partition by e.id, e.tf, e.period)
+            - row_number() over (partition by e.id, e.tf, e.period order by e.ts) as after
+        from {{ table }} as e
+        where {{ condition }}
+    ) as w
+    where w.after < 100
+    group by w.id, w.tf, w.period
+    {%- else %}
+    with recursive series as (
+        (
             select
                 e.id,
                 e.tf,
-                e.period,
+                e.period
+            from {{ table }} as e
+            where {{ condition }}
+            order by e.id, e.tf, e.period
+            limit 1
+        )
+        union all
+        select
+            n.id,
+            n.tf,
+            n.period
+        from series as s
+        cross join lateral (
+            select
+                e.id,
+                e.tf,
+                e.period
+            from {{ table }} as e
+            where (e.id, e.tf, e.period) > (s.id, s.tf, s.period)
+            order by e.id, e.tf, e.period
+            limit 1
+        ) as n
+    )
+
+    select
+        {{ sql_string(ema_table) }},
+        s.id,
+        s.tf,
+        s.period,
+        w.last_ts,
+        w.vals,
+        trim_scale(w.s1),
+        trim_scale(w.s2),
+        w.n
+    from series as s
+    cross join lateral (
+        select
+            max(q.ts) as last_ts,
+            array_agg(q.v order by q.ts) as vals,
+            sum(q.v::numeric) as s1,
+            sum(q.v::numeric * q.v::numeric) as s2,
+            count(q.v) as n
+        from (
+            select
                 e.ts,
-                {{ ema_rejects_finite('e.ema') }} as v,
-                count(*) over (partition by e.id, e.tf, e.period) - row_number() over (
-                    partition by e.id, e.tf, e.period order by e.ts
-                ) as after
-            from {{ ref(t) }} as e
-            where {{ 'true' if full_build else ema_rejects_full_build_of(t) }}
-        ) as w
-        where w.after < 100
-        group by w.id, w.tf, w.period;
-    {%- endfor %}
+                {{ ema_rejects_finite('e.ema') }} as v
+            from {{ table }} as e
+            where e.id = s.id and e.tf = s.tf and e.period = s.period
+            order by e.ts desc
+            limit 100
+        ) as q
+    ) as w
+    {%- endif %}
 {% endmacro %}
 
 {# Hook `finish`: the work tables go (temp tables on PostgreSQL go at commit anyway). #}
