@@ -247,6 +247,25 @@
         {% call barsmith_work_table('rule5_series') %}
             {{ ema_rejects_changed_series() }}
         {% endcall %}
+        -- the series whose kept window reaches into a range an EMA model deleted: their window
+        -- is taken again from the rows left (and their rows from the instant judged again)
+        insert into {{ barsmith_work_relation('rule5_series') }} (model, id, tf, period, from_ts)
+        select
+            r.model,
+            r.id,
+            k.tf,
+            k.period,
+            min(r.from_ts)
+        from {{ barsmith_ranges() }} as r
+        inner join {{ source('barsmith', 'barsmith_ema_stat_windows') }} as k
+            on k.model = r.model and k.id = r.id and k.last_ts >= r.from_ts
+        where
+            r.tf is null and not r.full_build
+            and not exists (
+                select 1 from {{ barsmith_work_relation('rule5_series') }} as c
+                where c.id = k.id and c.model = k.model and c.tf = k.tf and c.period = k.period
+            )
+        group by r.model, r.id, k.tf, k.period;
         {% call barsmith_work_table('rule5_bases') %}
             {%- for t in ema_rejects_tables() %}
             select
@@ -255,6 +274,7 @@
                 c.tf,
                 c.period,
                 c.from_ts,
+                coalesce(k.last_ts, p.last_ts) as last_ts,
                 coalesce(k.vals, p.vals, '{}'::float8[]) as vals,
                 coalesce(k.s1, p.s1, 0) as s1,
                 coalesce(k.s2, p.s2, 0) as s2,
@@ -266,6 +286,7 @@
                     and k.last_ts < c.from_ts
             left join lateral (
                 select
+                    max(q.ts) as last_ts,
                     array_agg(q.v order by q.ts) as vals,
                     sum(q.v::numeric) as s1,
                     sum(q.v::numeric * q.v::numeric) as s2,
@@ -354,10 +375,10 @@
     group by c.model, c.id, c.tf, c.period
 {% endmacro %}
 
-{#- Hook `written`: the windows kept for the next run. A whole table (a full build, or that
-    table's full build) keeps the last 100 values of each series; a changed series its base
-    window moved past its new rows (none when it has no rows left from its instant); a range an
-    EMA model deleted drops the windows that reach into it. -#}
+{#- Hook `written`: the windows kept for the next run, equal to what a full build keeps. A whole
+    table (a full build, or that table's full build) keeps the last 100 values of each series; a
+    changed series its base window moved past its rows from its instant (the base window itself
+    when none is left; nothing when the series has no rows). -#}
 {% macro ema_rejects_written(new_rows, full_build) %}
     {%- set windows = source('barsmith', 'barsmith_ema_stat_windows') -%}
     {% if full_build %}
@@ -367,9 +388,6 @@
         using {{ barsmith_ranges() }} as r
         where r.full_build and k.model = r.model;
         delete from {{ windows }} as k
-        using {{ barsmith_ranges() }} as r
-        where not r.full_build and r.tf is null and k.model = r.model and k.id = r.id and k.last_ts >= r.from_ts;
-        delete from {{ windows }} as k
         using {{ barsmith_work_relation('rule5_bases') }} as b
         where k.model = b.model and k.id = b.id and k.tf = b.tf and k.period = b.period;
         insert into {{ windows }} (model, id, tf, period, last_ts, vals, s1, s2, n)
@@ -378,13 +396,13 @@
             b.id,
             b.tf,
             b.period,
-            a.last_ts,
-            (b.vals || a.vals)[greatest(1, cardinality(b.vals) + a.k - 99):],
-            trim_scale(b.s1 + a.s1),
-            trim_scale(b.s2 + a.s2),
-            b.n + a.n
+            coalesce(a.last_ts, b.last_ts),
+            (b.vals || coalesce(a.vals, '{}'))[greatest(1, cardinality(b.vals) + coalesce(a.k, 0) - 99):],
+            trim_scale(b.s1 + coalesce(a.s1, 0)),
+            trim_scale(b.s2 + coalesce(a.s2, 0)),
+            b.n + coalesce(a.n, 0)
         from {{ barsmith_work_relation('rule5_bases') }} as b
-        inner join (
+        left join (
             select
                 r.model,
                 r.id,
@@ -399,7 +417,8 @@
             from {{ barsmith_work_relation('rule5_rows') }} as r
             group by r.model, r.id, r.tf, r.period
         ) as a
-            on a.model = b.model and a.id = b.id and a.tf = b.tf and a.period = b.period;
+            on a.model = b.model and a.id = b.id and a.tf = b.tf and a.period = b.period
+        where coalesce(a.last_ts, b.last_ts) is not null;
     {% endif %}
     {%- for t in ema_rejects_tables() %}
         insert into {{ windows }} (model, id, tf, period, last_ts, vals, s1, s2, n)

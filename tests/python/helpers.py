@@ -218,6 +218,8 @@ INCREMENTAL_TABLES = [
     *[(t, ["id", "tf", "time_close"], ("ingested_at",)) for t in FAMILY_TABLES],
     *[(t, ["id", "tf", "period", "ts"], ("ingested_at",)) for t in EMA_TABLES],
     ("ema_rejects", ["source_table", "id", "tf", "period", '"timestamp"'], ("created_at",)),
+    # ema_rejects' bookkeeping: the windows an incremental run keeps equal those of a full build
+    ("barsmith_ema_stat_windows", ["model", "id", "tf", "period"], ()),
     *[(t, ["id", "tf", "time_close"], ()) for t in FEATURE_TABLES],
 ]
 
@@ -235,7 +237,7 @@ def snapshot(project: DbtProject, tables: Iterable[str] | None = None,
         if project.query("select to_regclass(%s)", (table,))[0][0] is None:
             continue
         rows = table_rows(project, table, key, exclude)
-        out[table] = [r for r in rows if keep is None or r[1 if table == "ema_rejects" else 0] in keep]
+        out[table] = [r for r in rows if keep is None or r[1 if table in ("ema_rejects", "barsmith_ema_stat_windows") else 0] in keep]
     return out
 
 
