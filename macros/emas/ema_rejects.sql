@@ -385,8 +385,7 @@
         delete from {{ windows }};
     {% else %}
         delete from {{ windows }} as k
-        using {{ barsmith_ranges() }} as r
-        where r.full_build and k.model = r.model;
+        where k.model in (select r.model from {{ barsmith_ranges() }} as r where r.full_build);
         delete from {{ windows }} as k
         using {{ barsmith_work_relation('rule5_bases') }} as b
         where k.model = b.model and k.id = b.id and k.tf = b.tf and k.period = b.period;
