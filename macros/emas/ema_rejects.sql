@@ -28,9 +28,9 @@
                    by the unique index, then as appended.
     The run then keeps each judged series' new window (hook `written`). -#}
 
+{#- The EMA tables judged: the model's input (config input {'changes_of': [...]}). -#}
 {% macro ema_rejects_tables() -%}
-    {{ return(['ema_multi_tf', 'ema_multi_tf_v2', 'ema_multi_tf_cal_us', 'ema_multi_tf_cal_iso',
-               'ema_multi_tf_cal_anchor_us', 'ema_multi_tf_cal_anchor_iso']) }}
+    {{ return(config.get('input')['changes_of']) }}
 {%- endmacro %}
 
 {# The value rule 5 reads: the finite ema, else null. #}
@@ -212,8 +212,8 @@
 
 {#- The rows to judge of every EMA table: whole tables on a full build (or after that table's full
     build), else the changed series from their first changed instant. -#}
-{% macro ema_rejects_judged() %}
-    {%- for t in ema_rejects_tables() %}
+{% macro ema_rejects_judged(tables) %}
+    {%- for t in tables %}
         {%- if is_incremental() %}
             {{ ema_rejects_whole_table(t, ema_rejects_full_build_of(t)) }}
         {%- else %}

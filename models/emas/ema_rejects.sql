@@ -1,6 +1,8 @@
+{%- set ema_tables = ['ema_multi_tf', 'ema_multi_tf_v2', 'ema_multi_tf_cal_us', 'ema_multi_tf_cal_iso',
+                      'ema_multi_tf_cal_anchor_us', 'ema_multi_tf_cal_anchor_iso'] -%}
 {{
     barsmith_config(
-        input={'changes_of': ema_rejects_tables()},
+        input={'changes_of': ema_tables},
         source_model_column='source_table',
         range_column='"timestamp"',
         unique_key=['source_table', 'id', 'tf', 'period', 'timestamp'],
@@ -19,7 +21,7 @@
 -- row with the first failing check; reported, never removed from the EMA tables. A run judges
 -- the rows the EMA models rewrote since the last one (macros/emas/ema_rejects.sql).
 with judged as (
-    {{ ema_rejects_judged() }}
+    {{ ema_rejects_judged(ema_tables) }}
 ),
 
 {% if is_incremental() %}
