@@ -25,26 +25,29 @@ with judged as (
 ),
 
 {% if is_incremental() %}
-first_judged as (
-    -- the ids judged and their first instant judged (every id after an EMA table's full build),
-    -- from the run's work tables rather than from `judged`, which then stays a stream
-    select
-        id,
-        min(first_ts) as first_ts
-    from (
+    first_judged as (
+        -- the ids judged and their first instant judged (every id after an EMA table's full
+        -- build), from the run's work tables rather than from `judged`, which stays a stream
         select
             id,
-            from_ts as first_ts
-        from {{ barsmith_work_relation('rule5_series') }}
-        union all
-        select
-            id,
-            '-infinity'::timestamptz
-        from {{ ref('price_bars_1d') }}
-        where exists (select 1 from {{ barsmith_ranges() }} as r where r.full_build)
-    ) as f
-    group by id
-),
+            min(first_ts) as first_ts
+        from (
+            select
+                id,
+                from_ts as first_ts
+            from {{ barsmith_work_relation('rule5_series') }}
+            union all
+            select
+                id,
+                '-infinity'::timestamptz
+            from {{ ref('price_bars_1d') }}
+            where exists (
+                    select 1 from {{ barsmith_ranges() }} as r
+                    where r.full_build
+                )
+        ) as f
+        group by id
+    ),
 {% endif %}
 
 price_bounds as (
