@@ -4,6 +4,7 @@ examples, incremental resume == full refresh."""
 from __future__ import annotations
 
 import math
+from decimal import Decimal, getcontext
 
 import numpy as np
 import pandas as pd
@@ -249,6 +250,79 @@ def test_ema_rejects_keep_the_verdicts_of_series_a_filtered_run_did_not_rewrite(
     assert golden_build.query("select count(*) from barsmith_changes where model = 'ema_multi_tf'") == [(0,)], \
         "ema_rejects took the filtered run's changes over"
     assert golden_build.query(rejects) == before
+
+
+def _rule5_series() -> dict[int, list[float]]:
+    """Series that the float pass of ema_rejects cannot judge (emas.md §7.1 rule 5): a flat
+    series (std exactly 0), a large value with a tiny spread (the float sums of squares lose every
+    digit of it), and values placed on mean +/- 3 std of their own window to 1e-12."""
+    rng = np.random.default_rng(17)
+    flat = [12345.678901234] * 120 + [12345.678901234, 12345.67890124, 12345.678901234]
+    spread = [98765432.1 + (i % 3) * 1e-6 for i in range(120)] + [98765432.100003, 98765432.100001, 98765432.1]
+    walk = list(50 + np.cumsum(rng.normal(0, 0.5, 110)))
+    for k in range(12):
+        window = [Decimal(format(v, ".15g")) for v in walk[-100:]]
+        n = len(window)
+        s1, s2 = sum(window), sum(v * v for v in window)
+        mean, std = s1 / n, ((n * s2 - s1 * s1) / (n * (n - 1))).sqrt()
+        walk.append(float(mean + (1 if k % 2 else -1) * 3 * std * Decimal(1 + (1 if k % 4 < 2 else -1) * 1e-12)))
+    return {901: flat, 902: spread, 903: walk}
+
+
+def _rule5_expected(values: list[float]) -> list[bool]:
+    """Rule 5 in exact decimal arithmetic over PostgreSQL's numeric conversion of float8 (15
+    significant digits): True where the row is outside mean +/- 3 std of the previous 100."""
+    nums = [Decimal(format(v, ".15g")) for v in values]
+    out = []
+    for j, e in enumerate(nums):
+        window = nums[max(0, j - 100):j]
+        n = len(window)
+        if n < 10:
+            out.append(False)
+            continue
+        s1, s2 = sum(window), sum(v * v for v in window)
+        q = n * s2 - s1 * s1
+        mean, std = s1 / n, (Decimal(0) if q <= 0 else (q / (n * (n - 1))).sqrt())
+        out.append(e < mean - 3 * std or e > mean + 3 * std)
+    return out
+
+
+def test_ema_rejects_rule5_is_exact_where_float_sums_cannot_decide(golden_build):
+    """The whole-table pass of ema_rejects sums windows in float8 and re-reads exactly the rows its
+    rounding bound cannot clear; an appended row is judged from the kept windows. On series made to
+    defeat float arithmetic both give the exact verdict (Python decimal, 60 digits)."""
+    getcontext().prec = 60
+    series = _rule5_series()
+    start = pd.Timestamp("2031-01-01 23:59:59.999", tz="UTC")
+    rows = [(1, "7D", start + pd.Timedelta(days=i), period, v, 7, True)
+            for period, values in series.items() for i, v in enumerate(values)]
+    expected = {(period, start + pd.Timedelta(days=i))
+                for period, values in series.items() for i, flag in enumerate(_rule5_expected(values)) if flag}
+    assert len(expected) >= 4, "the series reach the bounds"
+    verdicts = ("select period, \"timestamp\" from ema_rejects where source_table = 'ema_multi_tf' and id = 1 "
+                "and period > 900 and violation_type = 'out_of_statistical_bounds'")
+    insert = "insert into ema_multi_tf (id, tf, ts, period, ema, tf_days, roll) values (%s, %s, %s, %s, %s, %s, %s)"
+    tail = 4
+    try:
+        with golden_build.connection.connect() as conn, conn.cursor() as cur:
+            cur.executemany(insert, [r for r in rows if r[2] < start + pd.Timedelta(days=len(series[r[3]]) - tail)])
+            conn.commit()
+        golden_build.run("ema_rejects", full_refresh=True)
+        with golden_build.connection.connect() as conn, conn.cursor() as cur:
+            late = [r for r in rows if r[2] >= start + pd.Timedelta(days=len(series[r[3]]) - tail)]
+            cur.executemany(insert, late)
+            cur.executemany("insert into barsmith_changes (invocation_id, model, full_build, id, tf, period, from_ts) "
+                            "values ('t', 'ema_multi_tf', false, 1, '7D', %s, %s)",
+                            [(p, start + pd.Timedelta(days=len(v) - tail)) for p, v in series.items()])
+            conn.commit()
+        golden_build.run("ema_rejects")
+        assert set(golden_build.query(verdicts)) == expected, "appended rows, judged from the kept windows"
+        golden_build.run("ema_rejects", full_refresh=True)
+        assert set(golden_build.query(verdicts)) == expected, "the whole-table pass"
+    finally:
+        golden_build.execute("delete from ema_multi_tf where id = 1 and period > 900")
+        golden_build.execute("delete from barsmith_changes where invocation_id = 't'")
+        golden_build.run("ema_rejects", full_refresh=True)
 
 
 STATE_KINDS = {"id": "int", "tf": "str", "period": "int", "daily_min_seen": "ts", "daily_max_seen": "ts",
