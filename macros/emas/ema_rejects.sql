@@ -18,11 +18,11 @@
       whole table  (a full build, or an EMA table's full build) one ordered pass over the table:
                    window sums in float8 from prefix sums, with a bound on their rounding error;
                    a row is certainly inside its bounds, or its window is read again (100 rows by
-                   the unique index) and summed exactly. About one row in a hundred is read again.
+                   the unique index) and summed exactly. About one row in a thousand is read again.
       appended     a series whose new rows all follow the window kept in
-                   barsmith_ema_stat_windows (its last 100 values and their exact sums): the
-                   sums of each new row's window follow from the kept ones, the values added and
-                   the values leaving (one row read per new row, no index probe).
+                   barsmith_ema_stat_windows (its last 100 values and their exact sums): each new
+                   row's window sums follow from the kept ones, the values added and the values
+                   leaving; only the series' new rows are read, not its history.
       rewritten    a series rewritten from an instant inside its kept window (a correction, a
                    backfill) or without a kept window: the 100 rows before the instant are read
                    by the unique index, then as appended.
