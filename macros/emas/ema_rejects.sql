@@ -51,18 +51,41 @@
     end as stat_std
 {%- endmacro %}
 
+{#- The last 100 rows of the series `s` (columns id, tf, period) of `table` before the instant
+    `before` (none: its last 100 rows), read backwards through the unique index: their instant
+    and the value rule 5 reads (`numeric`: already converted). -#}
+{% macro ema_rejects_last_rows(table, s, before=none, numeric=false) -%}
+    select
+        e.ts,
+        {{ ema_rejects_finite('e.ema') }}{{ '::numeric' if numeric }} as v
+    from {{ table }} as e
+    where
+        e.id = {{ s }}.id and e.tf = {{ s }}.tf and e.period = {{ s }}.period
+        {%- if before %} and e.ts < {{ before }}{% endif %}
+    order by e.ts desc
+    limit 100
+{%- endmacro %}
+
+{#- The window those rows make (barsmith_ema_stat_windows' columns): the last instant, the values
+    oldest first, their exact sums and count. `gate`: a condition on the caller's rows only; when
+    false nothing is read (a one-time filter above the index scan). -#}
+{% macro ema_rejects_window(table, s, before=none, gate='true') -%}
+    select
+        max(q.ts) as last_ts,
+        array_agg(q.v order by q.ts) as vals,
+        trim_scale(sum(q.v::numeric)) as s1,
+        trim_scale(sum(q.v::numeric * q.v::numeric)) as s2,
+        count(q.v) as n
+    from ({{ ema_rejects_last_rows(table, s, before) }}) as q
+    where {{ gate }}
+{%- endmacro %}
+
 {#- The exact sums array[n, s1, s2] of the window of the row `r` (columns id, tf, period, ts) of
-    `table`: its 100 previous rows read backwards through the unique index (a scalar subquery). -#}
+    `table` (a scalar subquery). -#}
 {% macro ema_rejects_exact_sums(table, r) -%}
     (
         select array[count(p.v), sum(p.v), sum(p.v * p.v)]
-        from (
-            select {{ ema_rejects_finite('e.ema') }}::numeric as v
-            from {{ table }} as e
-            where e.id = {{ r }}.id and e.tf = {{ r }}.tf and e.period = {{ r }}.period and e.ts < {{ r }}.ts
-            order by e.ts desc
-            limit 100
-        ) as p
+        from ({{ ema_rejects_last_rows(table, r, before=r ~ '.ts', numeric=true) }}) as p
     )
 {%- endmacro %}
 
@@ -285,22 +308,7 @@
                     k.model = c.model and k.id = c.id and k.tf = c.tf and k.period = c.period
                     and k.last_ts < c.from_ts
             left join lateral (
-                select
-                    max(q.ts) as last_ts,
-                    array_agg(q.v order by q.ts) as vals,
-                    sum(q.v::numeric) as s1,
-                    sum(q.v::numeric * q.v::numeric) as s2,
-                    count(q.v) as n
-                from (
-                    select
-                        e.ts,
-                        {{ ema_rejects_finite('e.ema') }} as v
-                    from {{ ref(t) }} as e
-                    where e.id = c.id and e.tf = c.tf and e.period = c.period and e.ts < c.from_ts
-                    order by e.ts desc
-                    limit 100
-                ) as q
-                where k.model is null
+                {{ ema_rejects_window(ref(t), 'c', before='c.from_ts', gate='k.model is null') }}
             ) as p on true
             where c.model = {{ sql_string(t) }}
             {% if not loop.last %}union all{% endif %}
@@ -494,26 +502,12 @@
         s.period,
         w.last_ts,
         w.vals,
-        trim_scale(w.s1),
-        trim_scale(w.s2),
+        w.s1,
+        w.s2,
         w.n
     from series as s
     cross join lateral (
-        select
-            max(q.ts) as last_ts,
-            array_agg(q.v order by q.ts) as vals,
-            sum(q.v::numeric) as s1,
-            sum(q.v::numeric * q.v::numeric) as s2,
-            count(q.v) as n
-        from (
-            select
-                e.ts,
-                {{ ema_rejects_finite('e.ema') }} as v
-            from {{ table }} as e
-            where e.id = s.id and e.tf = s.tf and e.period = s.period
-            order by e.ts desc
-            limit 100
-        ) as q
+        {{ ema_rejects_window(table, 's') }}
     ) as w
     {%- endif %}
 {% endmacro %}
