@@ -186,6 +186,8 @@ def refresh_cmd(
     resume: bool = typer.Option(False, "--resume", help="Re-run the last failed or unfinished refresh of this database "
                                 "from the stage it stopped in, with the options it was started with."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the dbt commands (paste-able); touch no database."),
+    force: bool = typer.Option(False, "--force", help="Run dbt even when the source, the project and the options "
+                               "are those of the last green run (which otherwise ends the refresh at once)."),
     continue_on_error: bool = typer.Option(
         False, "--continue-on-error",
         help="Kept for old scripts: a refresh is one dbt build, which always runs every model whose upstream "
@@ -230,7 +232,7 @@ def refresh_cmd(
         full_refresh=full_refresh, resume=resume, dry_run=dry_run, continue_on_error=continue_on_error,
         fail_fast=fail_fast, quiet=quiet, verbose=verbose, skip_stale_check=skip_stale_check,
         staleness_hours=staleness_hours, alert_level=alert_level.upper(), lock_wait=lock_wait,
-        source_vars=_source_vars(), user_vars=user_vars,
+        source_vars=_source_vars(), user_vars=user_vars, force=force,
     )
     if dry_run:
         _print_dry_run(options)

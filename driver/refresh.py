@@ -22,7 +22,7 @@ from psycopg import sql
 from . import alerts as alertmod
 from . import config
 from . import filters as filtersmod
-from . import report, runs
+from . import report, runs, uptodate
 from .db import Connection, DatabaseError, mask_secrets, relation_exists
 from .dbt import PROJECT_DIR, Invocation, NodeResult, command_line, first_error_line, invoke
 from .filters import Filters
@@ -53,6 +53,7 @@ class RefreshOptions:
     lock_wait: float = 0.0
     source_vars: dict[str, str] = field(default_factory=dict)
     user_vars: dict[str, Any] = field(default_factory=dict)  # --vars, checked by config.check_vars
+    force: bool = False  # run dbt even when nothing changed since the last green run (driver/uptodate.py)
 
     @property
     def stages(self) -> list[str]:
@@ -296,10 +297,15 @@ def run(
         if notify:
             notify(message)
 
+    collected = False
     try:
         with refresh_lock(connection, options.lock_wait, on_wait=waiting) as lock_conn:
             log("INFO", f"lock acquired on {connection.display}")
-            _run_locked(connection, lock_conn, options, outcome, log, callbacks, progress, notify)
+            source = _run_locked(connection, lock_conn, options, outcome, log, callbacks, progress, notify)
+            if outcome.invocations:
+                collected = _collect(connection, since, outcome, options)
+            if source is not None and collected:
+                _record_signature(connection, lock_conn, outcome, source, log)
     except LockBusy as exc:
         outcome.refused = str(exc)
         log("ERROR", outcome.refused)
@@ -312,19 +318,40 @@ def run(
     except Exception as exc:  # anything unexpected: reported, never swallowed
         outcome.error = mask_secrets(f"{type(exc).__name__}: {exc}")
         log("ERROR", outcome.error)
-    if outcome.invocations:
-        try:
-            _collect_run_log(connection, since, outcome)
-            tz = options.user_vars.get("bars_tz", "America/New_York")
-            outcome.rejects_1d = report.fetch_rejects_1d(connection, since, tz)
-        except (DatabaseError, psycopg.Error):
-            pass
+    if outcome.invocations and not collected:
+        _collect(connection, since, outcome, options)
     for alert in _alerts_for(outcome):
         delivery = alertmod.send(alert, options.alert_level)
         outcome.alerts.append((alert, delivery))
         log("INFO", f"alert {alert.severity} {alert.title!r}: {delivery.reason}")
     outcome.seconds = time.monotonic() - outcome.started
     return outcome
+
+
+def _collect(connection: Connection, since: datetime, outcome: RefreshOutcome, options: RefreshOptions) -> bool:
+    """What the run's models logged (rows, quality counts, stale and waiting ids) and the 1D rejects
+    it wrote, into the outcome; False when the database could not tell."""
+    try:
+        _collect_run_log(connection, since, outcome)
+        tz = options.user_vars.get("bars_tz", "America/New_York")
+        outcome.rejects_1d = report.fetch_rejects_1d(connection, since, tz)
+    except (DatabaseError, psycopg.Error):
+        return False
+    return True
+
+
+def _record_signature(connection: Connection, lock_conn, outcome: RefreshOutcome, source: dict[str, Any],
+                      log) -> None:
+    """A green run that left no id waiting records its inputs: the next refresh with the same options
+    and inputs has nothing to do (driver/uptodate.py)."""
+    if outcome.exit_code != 0 or outcome.stale or outcome.waiting or outcome.run_id is None:
+        return
+    try:
+        schema_state = uptodate.schema_state(lock_conn, connection.schema)
+        runs.set_signature(lock_conn, connection.schema, outcome.run_id,
+                           uptodate.signature(outcome.run_id, source, schema_state, outcome.options.recorded()))
+    except psycopg.Error as exc:  # the run stands; the next refresh runs dbt
+        log("WARNING", f"run {outcome.run_id}: its inputs were not recorded ({str(exc).strip()})")
 
 
 class _Recorder:
@@ -345,7 +372,9 @@ class _Recorder:
 
 
 def _run_locked(connection, lock_conn, options: RefreshOptions, outcome: RefreshOutcome, log, callbacks,
-                progress, notify=None) -> None:
+                progress, notify=None) -> dict[str, Any] | None:
+    """Runs the refresh; returns the source table's state taken before dbt started (None when it
+    could not be taken, or dbt did not run)."""
     schema = connection.schema
     record = _Recorder(connection, lock_conn, log)
 
@@ -370,7 +399,7 @@ def _run_locked(connection, lock_conn, options: RefreshOptions, outcome: Refresh
             outcome.error = (f"nothing recorded to resume on {connection.display}: no refresh has run on this "
                              "database yet (run driver refresh --all)")
             log("ERROR", outcome.error)
-            return
+            return None
         if last["status"] == runs.SUCCESS:
             finished = last["finished_at"]
             note = (f"nothing to resume: the last refresh on this database (run {last['run_id']}, finished "
@@ -378,7 +407,7 @@ def _run_locked(connection, lock_conn, options: RefreshOptions, outcome: Refresh
             outcome.notes.append(note)
             outcome.stages.append(StageResult("resume", skipped="nothing to resume"))
             log("INFO", note)
-            return
+            return None
         options = options.resumed(last["options"] or {})
         outcome.options = options
         outcome.resumed_from = last["run_id"]
@@ -387,6 +416,17 @@ def _run_locked(connection, lock_conn, options: RefreshOptions, outcome: Refresh
                 + (f" in stage {last['failed_stage']}" if last["failed_stage"] else "")
                 + f"): {options.describe()}, stages {', '.join(stages)}")
         say("INFO", note)
+
+    source = _source_state(record.conn, options, log)
+    if source is not None and not (options.resume or options.full_refresh or options.force):
+        reason = uptodate.unchanged(record.conn, schema, last, options.recorded(), source)
+        if reason:
+            run_id = record(runs.start, stages, options.recorded(), None)
+            record(runs.finish, run_id, runs.SUCCESS, None, [], last["signature"], {}, reason)
+            outcome.run_id = run_id
+            outcome.stages.extend(StageResult(stage, skipped=reason) for stage in stages)
+            log("INFO", f"run {run_id}: {reason}")
+            return None
 
     run_id = record(runs.start, stages, options.recorded(), outcome.resumed_from)
     outcome.run_id = run_id
@@ -441,3 +481,15 @@ def _run_locked(connection, lock_conn, options: RefreshOptions, outcome: Refresh
         note = f"run {run_id} failed in stage {failed_stage}: driver refresh --resume re-runs {', '.join(remaining)}"
         outcome.notes.append(note)
         log("WARNING", note)
+    return source if ok else None
+
+
+def _source_state(conn: psycopg.Connection, options: RefreshOptions, log) -> dict[str, Any] | None:
+    """The source table before dbt starts (driver/uptodate.py); None when it cannot be read (dbt
+    then runs and reports why)."""
+    uptodate.project_fingerprint()  # (taken once per process: now, as dbt parses the project)
+    try:
+        return uptodate.source_state(conn, *options.source())
+    except psycopg.Error as exc:
+        log("DEBUG", f"source table not read before the run: {str(exc).strip()}")
+        return None

@@ -104,6 +104,12 @@ def finish(conn: psycopg.Connection, schema: str, run_id: int, status: str, fail
     )
 
 
+def set_signature(conn: psycopg.Connection, schema: str, run_id: int, signature: str) -> None:
+    """Record the inputs of a green run (driver/uptodate.py)."""
+    conn.execute(sql.SQL("update {} set signature = %s where run_id = %s and status = 'success'")
+                 .format(_table(schema)), (signature, run_id))
+
+
 def last_run(conn: psycopg.Connection, schema: str, before: int | None = None) -> dict[str, Any] | None:
     """The newest recorded run (older than run `before` when given), or None."""
     if not relation_exists(conn, schema, TABLE):

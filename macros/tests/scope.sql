@@ -7,6 +7,7 @@
     `driver validate`), or with var test_scope: all, every test reads whole tables.
       context 'rows'      the rows written
       context 'previous'  also the row before the first one written, per key (lags)
+      context 'previous:N' also the N rows before it (all rows before when the key has fewer)
       context 'bars'      also the rest of every bar they belong to and the last row of the bar
                           before (bar-level invariants of the snapshot families)
     barsmith_scoped() returns a subquery of the model's rows with a boolean column
@@ -97,6 +98,15 @@
             order by t.{{ rc }} desc
             limit 1
         ), k.from_ts)
+    {%- elif context.startswith('previous:') -%}
+        {#- the N rows before (all of them when the key has fewer) -#}
+        coalesce((
+            select t.{{ rc }} from {{ model }} as t
+            where {{ key_match }} and t.{{ rc }} < k.from_ts
+            order by t.{{ rc }} desc
+            offset {{ (context.split(':')[1] | int) - 1 }}
+            limit 1
+        ), '-infinity')
     {%- elif context == 'bars' -%}
         coalesce((
             select t.time_open - interval '1 millisecond' from {{ model }} as t

@@ -124,12 +124,14 @@ def test_quiet_refresh_prints_only_the_summary(env):
 
 
 def test_an_unchanged_refresh_writes_and_tests_little(env):
-    """The data tests of a refresh check what it wrote: a second refresh of unchanged data rewrites
-    only the 1D lookback days (3 per id) and tests those; a source change re-runs the tests over the
-    rows it changes."""
+    """The data tests of a refresh check what it wrote: a second refresh of unchanged data does not
+    start dbt (driver/uptodate.py); one forced to rewrites only the 1D lookback days (3 per id) and
+    tests those; a source change re-runs the tests over the rows it changes."""
     first = runner.invoke(app, ["refresh", "--bars", "--quiet"])
     assert first.exit_code == 0 and " pass" in first.output.split("data tests:")[1].split("\n")[0]
-    again = runner.invoke(app, ["refresh", "--bars", "--quiet"])
+    unchanged = runner.invoke(app, ["refresh", "--bars", "--quiet"])
+    assert unchanged.exit_code == 0 and "up to date" in unchanged.output, unchanged.output
+    again = runner.invoke(app, ["refresh", "--bars", "--quiet", "--force"])
     assert again.exit_code == 0, again.output
     assert "data tests:" in again.output and "of the rows this run wrote" in again.output
     with env.connect() as conn:

@@ -78,3 +78,31 @@ def test_ema_and_1d_bundles_catch_their_rows(appended):
     fails = failing_tests(scoped)
     assert any(k.startswith("ema_invariants_ema_multi_tf_v2") for k in fails), fails
     assert any(k.startswith("bars_1d_invariants_price_bars_1d") for k in fails), fails
+
+
+def test_features_tests_see_the_written_rows_with_the_warm_up_window(project: DbtProject, golden_dir):
+    """features_warm_up reads the rows a run wrote and the 34 rows before them: a NULL in a written
+    row after its warm-up is caught, and so is a value in a written row before it; rows outside the
+    run's scope are left to the full audit."""
+    project.load(golden_dir / "incremental_part1.csv")
+    project.dbt(["seed"])
+    project.run("+features_1d")
+    project.load(golden_dir / "incremental_part2.csv")
+    project.run("+features_1d")
+    newest = project.query("select max(time_close) from features_1d where id = 1")[0][0]
+    (first_written,) = project.query("select min(from_ts) from barsmith_changes where model = 'features_1d' "
+                                     "and id = 1")[0]
+    positions = project.query("select count(*) filter (where time_close < %s) from features_1d where id = 1",
+                              [first_written])[0][0]
+    assert positions > 34, "the run wrote rows well past the warm-up"
+    project.execute("update features_1d set atr_14 = null, rsi_14 = 101 where id = 1 and time_close = %s",
+                    [newest])
+    project.execute("update features_1d set atr_14 = 1 where id = 52 and time_close = "
+                    "(select time_close from features_1d where id = 52 order by time_close offset 2 limit 1)")
+    scoped = project.dbt(["test"], vars={"test_scope": "latest"}, expect_success=False,
+                         extra=["--select", "features_1d"])
+    fails = failing_tests(scoped)
+    assert fails.get("features_warm_up_features_1d_") == 1, fails
+    assert fails.get("features_value_ranges_features_1d_") == 1, fails
+    audit = project.dbt(["test"], expect_success=False, extra=["--select", "features_1d"])
+    assert failing_tests(audit).get("features_warm_up_features_1d_") == 2, "the old row too"

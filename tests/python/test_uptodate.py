@@ -1,0 +1,132 @@
+"""A refresh with nothing to do does not start dbt (driver/uptodate.py), and every kind of change,
+and every time-dependent case, makes it run."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from driver import uptodate
+from driver.cli import app
+
+runner = CliRunner()
+REFRESH = ["refresh", "--all", "--quiet", "--skip-stale-check"]  # (the golden data is historical)
+
+
+@pytest.fixture()
+def env(database, tmp_path, monkeypatch, golden_dir):
+    monkeypatch.setenv("BARSMITH_DB_URL", database.url)
+    monkeypatch.setenv("BARSMITH_LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.setenv("BARSMITH_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))
+    for var in ("TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID", "BARSMITH_ALERT_URL"):
+        monkeypatch.delenv(var, raising=False)
+    res = runner.invoke(app, ["load", str(golden_dir / "price_histories.csv")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, REFRESH)
+    assert res.exit_code == 0, res.output
+    return database
+
+
+def refresh(*extra: str) -> tuple[bool, str]:
+    """(whether dbt ran, output) of one refresh; dbt ran when the run recorded node timings."""
+    res = runner.invoke(app, [*REFRESH, *extra])
+    assert res.exit_code == 0, res.output
+    return "up to date" not in res.output, res.output
+
+
+def last_run(database) -> tuple:
+    with database.connect() as conn:
+        return conn.execute("select run_id, status, timings, message, signature is not null "
+                            "from barsmith_refresh_runs order by run_id desc limit 1").fetchone()
+
+
+def model_runs(database) -> int:
+    with database.connect() as conn:
+        return conn.execute("select count(*) from barsmith_run_log").fetchone()[0]
+
+
+def test_nothing_new_means_no_dbt_and_the_run_is_recorded(env):
+    first_run = last_run(env)[0]
+    logged = model_runs(env)
+    ran, output = refresh()
+    assert not ran and f"are those of run {first_run}" in output and "dbt not started" in output
+    run_id, status, timings, message, signed = last_run(env)
+    assert status == "success" and timings == {} and message.startswith("up to date") and signed
+    assert model_runs(env) == logged, "no model ran"
+    ran, output = refresh()
+    assert not ran and f"are those of run {first_run}" in output, "names the run that ran dbt"
+    ran, _ = refresh("--force")
+    assert ran and model_runs(env) > logged
+    resumed = runner.invoke(app, ["refresh", "--resume"])
+    assert resumed.exit_code == 0 and "nothing to resume" in resumed.output
+
+
+@pytest.mark.parametrize("change", [
+    # a value corrected in place without a new load_ts (the hash of the row text changes)
+    "update price_histories set close = close + 1 where id = 1 and \"timestamp\" = "
+    "(select min(\"timestamp\") from price_histories where id = 1)",
+    "delete from price_histories where id = 52 and \"timestamp\" = "
+    "(select max(\"timestamp\") from price_histories where id = 52)",
+    "insert into price_histories (id, name, timeopen, timeclose, timehigh, timelow, \"timestamp\", open, high, low, close, volume, marketcap, source_file, load_ts) "
+    "select id, name, timeopen + interval '1 day', timeclose + interval '1 day', "
+    "timehigh + interval '1 day', timelow + interval '1 day', \"timestamp\" + interval '1 day', open, high, low, "
+    "close, volume, marketcap, source_file, load_ts from price_histories where id = 825 and \"timestamp\" = "
+    "(select max(\"timestamp\") from price_histories where id = 825)",
+    # a table someone dropped: dbt builds it again
+    "drop table price_bars_multi_tf_cal_us cascade",
+    # a model run outside the driver (dbt build by hand) logs itself
+    "insert into barsmith_run_log (invocation_id, model, full_build, rows_written) values ('by-hand', 'x', false, 0)",
+    # the last run failed
+    "update barsmith_refresh_runs set status = 'failed' where run_id = (select max(run_id) from barsmith_refresh_runs)",
+], ids=["update-in-place", "delete", "insert", "dropped-table", "outside-run", "failed-run"])
+def test_every_change_makes_dbt_run(env, change):
+    with env.connect() as conn:
+        conn.execute(change)
+    ran, _ = refresh()
+    assert ran
+    with env.connect() as conn:
+        assert conn.execute("select to_regclass('price_bars_multi_tf_cal_us') is not null").fetchone()[0]
+    ran, _ = refresh()
+    assert not ran, "and the refresh after it has nothing to do"
+
+
+def test_other_options_or_another_project_make_dbt_run(env, monkeypatch):
+    assert refresh("--ids", "1,52")[0], "other options"
+    assert not refresh("--ids", "1,52")[0]
+    assert refresh()[0], "the options of the run before"
+    monkeypatch.setattr(uptodate, "_project", "another version of the project")
+    assert refresh()[0], "another project (a model, macro, seed or driver file changed)"
+    assert not refresh()[0]
+
+
+def test_what_time_changes_makes_dbt_run(env):
+    """A row later than the instant the source was read (a future_timestamp reject then) may be valid
+    now; changed rows of stale ids wait, and every refresh runs until they are built."""
+    with env.connect() as conn:
+        conn.execute("""insert into price_histories (id, name, timeopen, timeclose, timehigh, timelow,
+                        "timestamp", open, high, low, close, volume, marketcap, source_file, load_ts)
+                        select id, name, now() - interval '1 day' + interval '2 hours',
+                        now() + interval '2 hours', null, null, now() + interval '2 hours', open, high, low,
+                        close, volume, marketcap, source_file, now() from price_histories where id = 825
+                        and "timestamp" = (select max("timestamp") from price_histories where id = 825)""")
+    assert refresh()[0]
+    with env.connect() as conn:
+        assert conn.execute("select count(*) from price_bars_1d_rejects where reason = 'future_timestamp'"
+                            ).fetchone()[0] == 1
+    assert refresh()[0], "the future row may be valid by now"
+    with env.connect() as conn:
+        conn.execute("""delete from price_histories where "timestamp" > now()""")
+    assert refresh()[0]
+    assert not refresh()[0]
+    # the freshness gate holds back the changed rows of stale ids (the golden ids are historical)
+    stale = ["refresh", "--all", "--quiet"]
+    assert "up to date" not in runner.invoke(app, stale).output, "other options"
+    assert "up to date" in runner.invoke(app, stale).output, "nothing changed: nothing waits"
+    with env.connect() as conn:
+        conn.execute("""update price_histories set close = close * 1.01, load_ts = now() where id = 1
+                        and "timestamp" = (select max("timestamp") from price_histories where id = 1)""")
+    for _ in range(2):
+        res = runner.invoke(app, stale)
+        assert res.exit_code == 0 and "skipped for EMAs and features: id 1 (stale" in res.output, res.output
+        assert not last_run(env)[4], "a run that left ids waiting records no inputs: the next one runs"
