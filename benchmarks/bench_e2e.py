@@ -4,13 +4,15 @@ For a generated history of N ids x D days it times, each in a fresh driver proce
   load        driver load of the whole history (one CSV)
   full        driver refresh --all on the new database (every table built whole)
   day 1, 2    one day appended to every id (driver load of a small CSV), then driver refresh --all
-  no-op       driver refresh --all with nothing new
+  no-op       driver refresh --all with nothing new (up to date: dbt does not start), then the
+              same with --force (dbt starts and its 160 nodes find nothing)
   correction  one close of one id corrected 40 days before its newest day, then driver refresh --all
 and prints each refresh's wall seconds split into models, data tests and the rest (dbt start-up,
 seeds, hooks, the driver), from the per-node seconds the driver records in barsmith_refresh_runs;
 the split adds up with one dbt thread (--threads, default 1). Then:
   fixed cost  driver refresh --all on a second database whose source table is empty, run twice
-              (the second run is the fixed cost of a refresh: nothing to read, nothing to write)
+              (the second run is the fixed cost of a refresh: nothing to read, nothing to write),
+              then with --force (the fixed cost of a refresh that starts dbt)
   bar subset  driver refresh --bars --full-refresh --tfs <the reference's timeframe subset> on a
               third database with the same history (issue 20's comparison with the reference)
 
@@ -18,13 +20,14 @@ the split adds up with one dbt thread (--threads, default 1). Then:
     python benchmarks/bench_e2e.py --ids 100 --days 3000
     python benchmarks/bench_e2e.py --ids 3 --days 60      # a smoke run (tests/python/test_bench.py)
 
-Uses BARSMITH_DB_URL's server (databases barsmith_e2e, _empty, _subset are created on it). Prints
-figures; asserts nothing about time.
+Uses BARSMITH_DB_URL's server (databases barsmith_e2e, _empty, _subset, _scratch are dropped and
+created on it; --prefix names them otherwise). Prints figures; asserts nothing about time.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import os
 import subprocess
 import sys
@@ -55,6 +58,13 @@ REFERENCE_SUBSET = ("2D,3D,5D,7D,10D,14D,21D,30D,90D,360D,"
 REFRESH = ("refresh", "--all", "--quiet", "--skip-stale-check")
 COLUMNS = ("id, name, timeopen, timeclose, timehigh, timelow, \"timestamp\", open, high, low, close, volume, "
            "marketcap, source_file, load_ts")
+
+
+def check_name(value: str) -> str:
+    """A database name prefix: lower-case letters, digits and underscores (quoted anyway)."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", value):
+        raise argparse.ArgumentTypeError(f"{value!r}: lower-case letters, digits and _ only")
+    return value
 
 
 def fresh_database(server: dbmod.Connection, name: str) -> dbmod.Connection:
@@ -133,6 +143,8 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=1500)
     parser.add_argument("--threads", type=int, default=1, help="dbt threads (default 1: the split adds up)")
     parser.add_argument("--skip-subset", action="store_true", help="leave out the bar stage on the reference subset")
+    parser.add_argument("--prefix", default="barsmith_e2e", type=check_name,
+                        help="names of the databases it (re)creates: PREFIX, PREFIX_empty, PREFIX_subset, PREFIX_scratch")
     args = parser.parse_args()
     url = os.environ.get("BARSMITH_DB_URL", "").strip()
     if not url:
@@ -145,7 +157,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="barsmith-e2e-") as tmp:
         tmp_path = Path(tmp)
         os.environ["BARSMITH_LOG_DIR"] = str(tmp_path / "logs")
-        scratch = fresh_database(server, "barsmith_e2e_scratch")
+        scratch = fresh_database(server, f"{args.prefix}_scratch")
         history = tmp_path / "history.csv"
         rows = write_csv(scratch, history, args.ids, 0, args.days - 1, start)
         days = [tmp_path / f"day{n}.csv" for n in (1, 2)]
@@ -154,7 +166,7 @@ def main() -> None:
         print(f"source: {args.ids} ids x {args.days} days = {rows:,} rows; dbt threads {args.threads}")
         print(f"\n{'run':22} {'wall s':>9} {'models s':>9} {'tests s':>9} {'rest s':>9} {'models':>7} {'tests':>6}")
 
-        db = fresh_database(server, "barsmith_e2e")
+        db = fresh_database(server, args.prefix)
         print(f"{'load':22} {driver(db, 'load', str(history)):>9.1f}")
         full = driver(db, *REFRESH)
         report("full build", db, full)
@@ -162,6 +174,7 @@ def main() -> None:
             driver(db, "load", str(path))
             report(f"one-day append {n}", db, driver(db, *REFRESH), slowest=6)
         report("no-op", db, driver(db, *REFRESH))
+        report("no-op, --force", db, driver(db, *REFRESH, "--force"))
         with db.connect() as conn:
             conn.execute('update price_histories set close = close * 1.01, load_ts = now() where id = 1 and '
                          '"timestamp" = (select max("timestamp") - interval \'40 days\' from price_histories '
@@ -169,22 +182,23 @@ def main() -> None:
             conn.commit()
         report("one-row correction", db, driver(db, *REFRESH), slowest=6)
 
-        empty = fresh_database(server, "barsmith_e2e_empty")
+        empty = fresh_database(server, f"{args.prefix}_empty")
         header = tmp_path / "empty.csv"
         header.write_text(history.open().readline())
         driver(empty, "load", str(header))
         report("empty db, first", empty, driver(empty, *REFRESH))
         report("empty db (fixed cost)", empty, driver(empty, *REFRESH))
+        report("empty db, --force", empty, driver(empty, *REFRESH, "--force"))
 
         if not args.skip_subset:
-            subset = fresh_database(server, "barsmith_e2e_subset")
+            subset = fresh_database(server, f"{args.prefix}_subset")
             driver(subset, "load", str(history))
             report("bars, reference subset", subset,
                    driver(subset, "refresh", "--bars", "--full-refresh", "--quiet", "--tfs", REFERENCE_SUBSET))
 
         admin = conninfo.make_conninfo(server.url, dbname=server.dbname)
         with psycopg.connect(admin, autocommit=True) as conn:
-            for name in ("barsmith_e2e_scratch",):
+            for name in (f"{args.prefix}_scratch",):
                 conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
 
 

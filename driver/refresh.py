@@ -267,7 +267,9 @@ def _alerts_for(outcome: RefreshOutcome) -> list[alertmod.Alert]:
                                    for model, ids in list(outcome.waiting.items())[:5]]))
     if not out:
         total = sum(outcome.rows_written.values())
-        out.append(alertmod.Alert("INFO", "barsmith refresh OK", [f"{total:,} rows written"]))
+        skipped = [s.skipped for s in outcome.stages if s.skipped]
+        out.append(alertmod.Alert("INFO", "barsmith refresh OK", [f"{total:,} rows written"] if outcome.invocations
+                                  else skipped[:1]))
     return out
 
 

@@ -211,6 +211,9 @@
             {{ ema_rejects_finite('e.ema') }} as v
         from {{ ref(ema_table) }} as e
         where e.id = b.id and e.tf = b.tf and e.period = b.period and e.ts >= b.from_ts
+        -- (a fence: one index probe per series; pulled up into a join, the planner may sort the
+        -- whole EMA table for a merge join when it expects hundreds of rows per series)
+        offset 0
     ) as t
     where b.model = {{ sql_string(ema_table) }}
     window s as (partition by b.id, b.tf, b.period order by t.ts)

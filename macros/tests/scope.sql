@@ -83,6 +83,9 @@
                 select t.*
                 from {{ model }} as t
                 where {{ key_match }} and t.{{ rc }} >= {{ barsmith_scope_start(model, context, key_match, rc) }}
+                -- (a fence: one index probe per changed key; pulled up into a join, the planner
+                -- may hash the whole table when it expects many rows per key)
+                offset 0
             ) as t
             where not exists (select 1 from ({{ changes }}) as c where c.full_build)
         )
@@ -161,17 +164,21 @@
     {%- endif -%}
 {%- endmacro %}
 
-{# The barsmith_changes rows of the latest run of each of `models`. #}
+{#- The barsmith_changes rows of the latest run of each of `models`. The latest invocation of a
+    model is read once per model by the (model, seq) index (ordered by both columns: ordered by seq
+    alone, the planner may walk the primary key backwards through every later model's rows, once
+    per change row). -#}
 {% macro barsmith_latest_changes(models) -%}
     {%- set changes = source('barsmith', 'barsmith_changes') -%}
     select c.*
-    from {{ changes }} as c
-    where
-        c.model in ({% for m in models %}{{ sql_string(m) }}{% if not loop.last %}, {% endif %}{% endfor %})
-        and c.invocation_id = (
-            select l.invocation_id from {{ changes }} as l
-            where l.model = c.model
-            order by l.seq desc
-            limit 1
-        )
+    from (
+        values {% for m in models %}({{ sql_string(m) }}){% if not loop.last %}, {% endif %}{% endfor %}
+    ) as m (model)
+    cross join lateral (
+        select l.invocation_id from {{ changes }} as l
+        where l.model = m.model
+        order by l.model desc, l.seq desc
+        limit 1
+    ) as latest
+    inner join {{ changes }} as c on c.model = m.model and c.invocation_id = latest.invocation_id
 {%- endmacro %}

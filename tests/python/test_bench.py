@@ -8,10 +8,13 @@ copy floors, the vacuum and both one-day runs.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from .helpers import drop_database
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,19 +71,28 @@ def test_bench_floor_reports_the_model_and_both_lower_bounds(server, database, t
                for line in done.stdout.splitlines()), done.stdout
 
 
-def test_bench_e2e_times_every_run_of_the_users_path(server, tmp_path):
+def test_bench_e2e_times_every_run_of_the_users_path(server, database, tmp_path):
     """benchmarks/bench_e2e.py on 3 ids x 60 days: every run of the user's path is timed and split
     into models, tests and the rest (figures not asserted, only that they are there and add up)."""
     env = dict(os.environ, BARSMITH_DB_URL=server.url, DBT_TARGET_PATH=str(tmp_path / "target"))
-    done = subprocess.run([sys.executable, "benchmarks/bench_e2e.py", "--ids", "3", "--days", "60"],
+    done = subprocess.run([sys.executable, "benchmarks/bench_e2e.py", "--ids", "3", "--days", "60",
+                           "--prefix", database.dbname],  # (not the benchmark's own databases)
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200, stdin=subprocess.DEVNULL)
+    for suffix in ("_empty", "_subset"):
+        drop_database(server, dataclasses.replace(database, dbname=database.dbname + suffix))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     rows = {line[:22].strip(): line[22:].split() for line in done.stdout.splitlines()
             if line[:22].strip() in ("full build", "one-day append 1", "one-day append 2", "no-op",
-                                     "one-row correction", "empty db (fixed cost)", "bars, reference subset")}
-    assert len(rows) == 7, done.stdout
+                                     "no-op, --force", "one-row correction", "empty db (fixed cost)",
+                                     "empty db, --force", "bars, reference subset")}
+    assert len(rows) == 9, done.stdout
+    up_to_date = ("no-op", "empty db (fixed cost)")  # dbt does not start (driver/uptodate.py)
     for label, (wall, models, tests, rest, n_models, n_tests) in rows.items():
-        assert float(wall) > 0 and float(models) > 0 and int(n_models) > 0, (label, done.stdout)
+        assert float(wall) > 0, (label, done.stdout)
+        if label in up_to_date:
+            assert int(n_models) == 0 and int(n_tests) == 0 and float(models) == 0, (label, done.stdout)
+        else:
+            assert float(models) > 0 and int(n_models) > 0, (label, done.stdout)
         assert abs(float(models) + float(tests) + float(rest) - float(wall)) < 0.2, label
     assert int(rows["full build"][5]) > 0, "the full build runs the data tests"
     rejects = [line for line in done.stdout.splitlines() if line.strip().startswith("ema_rejects: ")]
