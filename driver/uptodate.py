@@ -2,8 +2,8 @@
 
 A refresh whose inputs are those of the last green run, with the same options, would write nothing
 and its data tests (scoped to what a run writes) would check nothing; the driver then does not
-start dbt (about 0.5 s instead of 10-15 s of dbt start-up and 160 nodes that find nothing). The
-inputs, recorded with every green run in `barsmith_refresh_runs.signature`:
+start dbt (about 1 s in all instead of 10-15 s of dbt start-up and 160 nodes that find nothing).
+The inputs, recorded with every green run in `barsmith_refresh_runs.signature`:
 
 - the project: every file dbt reads (models, macros, seeds, data tests, dbt_project.yml,
   selectors), the driver (which turns options into dbt's vars) and the versions of dbt-core and
@@ -18,8 +18,8 @@ inputs, recorded with every green run in `barsmith_refresh_runs.signature`:
 And what only time changes: a source row later than the time the source was taken was rejected
 as future_timestamp and may be valid now. The freshness gate holds back the changed rows of stale
 ids; with no change it holds nothing, and a run that left ids waiting (stale, or waiting for an
-upstream) recorded no signature. In each of these cases dbt runs. `--force` runs it anyway. Every statement here is
-composed with psycopg.sql; identifiers come from validated configuration.
+upstream) recorded no signature. In each of these cases dbt runs. `--force` runs it anyway.
+Every statement here is composed with psycopg.sql; identifiers come from validated configuration.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from psycopg import sql
 
 from .db import PROJECT_DIR, relation_exists
 
-# what dbt reads of the project (dbt_project.yml's paths) and the profile the driver passes it
-# and the driver, which makes dbt's vars of the options
+# what dbt reads of the project (dbt_project.yml's paths), and the driver (its profile, and the
+# code that makes dbt's vars of the options)
 PROJECT_PATHS = ("models", "macros", "seeds", "tests/data", "analyses", "dbt_project.yml", "selectors.yml", "driver")
 PACKAGES = ("dbt-core", "dbt-postgres")
 VERSION = 1  # of the signature's layout
