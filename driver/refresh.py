@@ -31,6 +31,8 @@ from .lock import EXIT_LOCKED, LockBusy, refresh_lock
 STAGES = ("bars", "emas", "features")
 # the dbt selector of each stage a run can be ("all" is the whole refresh in one invocation)
 SELECTORS = {"all": "daily_refresh", "bars": "bars", "emas": "emas", "features": "features"}
+# --all when the seeds and views in place are those the build would re-create (driver/uptodate.py)
+TABLES_ONLY = "daily_refresh_tables"
 # Options a run is recorded with, and that --resume re-runs it with.
 RECORDED = ("stage", "filters", "full_refresh", "continue_on_error", "fail_fast", "skip_stale_check",
             "staleness_hours", "source_vars", "user_vars")
@@ -177,8 +179,8 @@ def stage_vars(options: RefreshOptions, stage: str) -> dict[str, object]:
     return out
 
 
-def stage_extra(options: RefreshOptions, stage: str) -> list[str]:
-    extra = ["--selector", SELECTORS[stage]]
+def stage_extra(options: RefreshOptions, stage: str, selector: str | None = None) -> list[str]:
+    extra = ["--selector", selector or SELECTORS[stage]]
     if options.full_refresh and not options.filters.ids:
         extra.append("--full-refresh")
     if options.fail_fast:
@@ -273,8 +275,8 @@ def _alerts_for(outcome: RefreshOutcome) -> list[alertmod.Alert]:
     return out
 
 
-def _timings(inv: Invocation) -> dict[str, Any]:
-    return {"wall": round(inv.seconds, 3), "count": len(inv.nodes),
+def _timings(inv: Invocation, selector: str) -> dict[str, Any]:
+    return {"wall": round(inv.seconds, 3), "count": len(inv.nodes), "selector": selector,
             "nodes": {n.unique_id: round(n.seconds, 3) for n in inv.nodes}}
 
 
@@ -433,9 +435,15 @@ def _run_locked(connection, lock_conn, options: RefreshOptions, outcome: Refresh
     run_id = record(runs.start, stages, options.recorded(), outcome.resumed_from)
     outcome.run_id = run_id
     log("INFO", f"run {run_id} recorded in {schema}.{runs.TABLE}: {options.describe()}")
+    # the seeds and views in place are those this build would re-create: the daily build leaves
+    # them (and the tests that read only them, the full audit's) alone
+    selectors = {stage: SELECTORS[stage] for stage in stages}
+    if "all" in selectors and source is not None and not options.full_refresh and uptodate.definitions_in_place(
+            record.conn, schema, last, options.recorded()):
+        selectors["all"] = TABLES_ONLY
     if progress is not None:
         try:
-            progress.plan(stages, record(runs.previous_timings, stages))
+            progress.plan(stages, record(runs.previous_timings, stages, selectors))
         except psycopg.Error as exc:
             log("DEBUG", f"no previous timings: {exc}")
 
@@ -449,13 +457,14 @@ def _run_locked(connection, lock_conn, options: RefreshOptions, outcome: Refresh
             if progress is not None:
                 progress.begin_stage(stage)
             dbt_vars = stage_vars(options, stage)
-            log("INFO", "dbt " + " ".join(command_line(["build"], dbt_vars, stage_extra(options, stage))))
-            inv = invoke(connection, ["build"], dbt_vars, stage_extra(options, stage), callbacks)
+            extra = stage_extra(options, stage, selectors[stage])
+            log("INFO", "dbt " + " ".join(command_line(["build"], dbt_vars, extra)))
+            inv = invoke(connection, ["build"], dbt_vars, extra, callbacks)
             if progress is not None:
                 progress.end_stage()
             outcome.stages.append(StageResult(stage, inv))
             if inv.success:
-                timings[stage] = _timings(inv)
+                timings[stage] = _timings(inv, selectors[stage])
             elif failed_stage is None:
                 failed_stage = stage
                 if stage == "bars" and not options.continue_on_error:

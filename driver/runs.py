@@ -133,15 +133,22 @@ def running_run(conn: psycopg.Connection, schema: str) -> dict[str, Any] | None:
         ).fetchone()
 
 
-def previous_timings(conn: psycopg.Connection, schema: str, stages: list[str]) -> dict[str, dict[str, Any]]:
-    """Per stage, the timings of the newest finished run that ran that stage to the end."""
+def previous_timings(conn: psycopg.Connection, schema: str, stages: list[str],
+                     selectors: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """Per stage, the timings of the newest finished run that ran that stage to the end (with the
+    same dbt selector, when `selectors` names it; runs before selectors were recorded ran the
+    stage's full selector)."""
+    from .refresh import SELECTORS  # noqa: PLC0415 (refresh imports this module)
+
     out: dict[str, dict[str, Any]] = {}
     with conn.cursor() as cur:
         for stage in stages:
+            wanted = (selectors or {}).get(stage)
             row = cur.execute(
                 sql.SQL("select timings -> %s from {} where finished_at is not null and timings ? %s "
+                        "and (%s::text is null or coalesce(timings -> %s ->> 'selector', %s) = %s) "
                         "order by run_id desc limit 1").format(_table(schema)),
-                (stage, stage),
+                (stage, stage, wanted, stage, SELECTORS.get(stage, stage), wanted),
             ).fetchone()
             if row and row[0]:
                 out[stage] = row[0]

@@ -19,6 +19,12 @@ And what only time changes: a source row later than the time the source was take
 as future_timestamp and may be valid now. The freshness gate holds back the changed rows of stale
 ids; with no change it holds nothing, and a run that left ids waiting (stale, or waiting for an
 upstream) recorded no signature. In each of these cases dbt runs. `--force` runs it anyway.
+A refresh that has to run reuses part of the same record: when the last run was green with the
+same project and options and the schema holds the relations it left, the seeds and views in
+place are those the build would re-create, and `--all` builds the selector `daily_refresh_tables`
+(the tables and their tests, without the seeds, the views and the tests that read only those,
+which `driver validate` checks).
+
 Every statement here is composed with psycopg.sql; identifiers come from validated configuration.
 """
 
@@ -102,10 +108,9 @@ def signature(run_id: int, source: dict[str, Any], schema: dict[str, Any], optio
                        "source": source, "schema": schema}, sort_keys=True, default=str)
 
 
-def unchanged(conn: psycopg.Connection, schema: str, last: dict[str, Any] | None, options: dict[str, Any],
-              source: dict[str, Any]) -> str | None:
-    """Why a refresh with `options` has nothing to do after the run `last` (a sentence), or None
-    when dbt has to run. `source` is the source table now (source_state)."""
+def _same_definitions(last: dict[str, Any] | None, options: dict[str, Any]) -> dict[str, Any] | None:
+    """The signature of the run `last` when it was green and ran the same project with the same
+    options, else None."""
     if not last or last.get("status") != "success" or not last.get("signature"):
         return None
     try:
@@ -115,6 +120,27 @@ def unchanged(conn: psycopg.Connection, schema: str, last: dict[str, Any] | None
     if recorded.get("version") != VERSION or recorded.get("options") != json.loads(json.dumps(options, default=str)):
         return None
     if recorded.get("project") != project_fingerprint():
+        return None
+    return recorded
+
+
+def definitions_in_place(conn: psycopg.Connection, schema: str, last: dict[str, Any] | None,
+                         options: dict[str, Any]) -> bool:
+    """Whether the seeds and views of the schema are those a build with `options` would re-create:
+    the last run was green with the same project and options, and the schema holds the relations
+    it left (none dropped). Their data does not depend on the source: the seeds are the project's
+    files, a view reads its tables when it is queried."""
+    recorded = _same_definitions(last, options)
+    return bool(recorded) and (recorded.get("schema") or {}).get("relations") == \
+        schema_state(conn, schema)["relations"]
+
+
+def unchanged(conn: psycopg.Connection, schema: str, last: dict[str, Any] | None, options: dict[str, Any],
+              source: dict[str, Any]) -> str | None:
+    """Why a refresh with `options` has nothing to do after the run `last` (a sentence), or None
+    when dbt has to run. `source` is the source table now (source_state)."""
+    recorded = _same_definitions(last, options)
+    if recorded is None:
         return None
     seen = recorded.get("source") or {}
     if any(seen.get(k) != source.get(k) for k in ("rows", "max_ts", "max_load_ts", "hash")):

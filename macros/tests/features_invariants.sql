@@ -62,9 +62,15 @@
     judged as (
         select
             c.*,
-            cardinality(c.missing) > 0 and not exists (
+            -- (bool_and(low > 0) over the series: some low, none <= 0)
+            cardinality(c.missing) > 0
+            and not exists (
                 select 1 from {{ model }} as p
                 where p.id = c.id and p.tf = c.tf and p.low <= 0
+            )
+            and exists (
+                select 1 from {{ model }} as p
+                where p.id = c.id and p.tf = c.tf and p.low is not null
             ) as positive_series
         from checked as c
         where cardinality(c.early) > 0 or cardinality(c.missing) > 0

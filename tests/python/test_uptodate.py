@@ -35,6 +35,13 @@ def refresh(*extra: str) -> tuple[bool, str]:
     return "up to date" not in res.output, res.output
 
 
+def selector(database) -> str | None:
+    """The dbt selector the newest run that started dbt built."""
+    with database.connect() as conn:
+        return conn.execute("select timings -> 'all' ->> 'selector' from barsmith_refresh_runs "
+                            "where timings ? 'all' order by run_id desc limit 1").fetchone()[0]
+
+
 def last_run(database) -> tuple:
     with database.connect() as conn:
         return conn.execute("select run_id, status, timings, message, signature is not null "
@@ -80,11 +87,14 @@ def test_nothing_new_means_no_dbt_and_the_run_is_recorded(env):
     # the last run failed
     "update barsmith_refresh_runs set status = 'failed' where run_id = (select max(run_id) from barsmith_refresh_runs)",
 ], ids=["update-in-place", "delete", "insert", "dropped-table", "outside-run", "failed-run"])
-def test_every_change_makes_dbt_run(env, change):
+def test_every_change_makes_dbt_run(env, change, request):
     with env.connect() as conn:
         conn.execute(change)
     ran, _ = refresh()
     assert ran
+    # the seeds and views in place are re-created only when the schema or the last run says so
+    full = request.node.callspec.id in ("dropped-table", "failed-run")
+    assert selector(env) == ("daily_refresh" if full else "daily_refresh_tables")
     with env.connect() as conn:
         assert conn.execute("select to_regclass('price_bars_multi_tf_cal_us') is not null").fetchone()[0]
     ran, _ = refresh()
@@ -93,11 +103,20 @@ def test_every_change_makes_dbt_run(env, change):
 
 def test_other_options_or_another_project_make_dbt_run(env, monkeypatch):
     assert refresh("--ids", "1,52")[0], "other options"
+    assert selector(env) == "daily_refresh", "other options: the views are made again"
     assert not refresh("--ids", "1,52")[0]
     assert refresh()[0], "the options of the run before"
     monkeypatch.setattr(uptodate, "_project", "another version of the project")
     assert refresh()[0], "another project (a model, macro, seed or driver file changed)"
+    assert selector(env) == "daily_refresh", "another project: the seeds and views are made again"
     assert not refresh()[0]
+    assert refresh("--force")[0] and selector(env) == "daily_refresh_tables"
+    with env.connect() as conn:
+        run_nodes = conn.execute("select timings -> 'all' -> 'nodes' from barsmith_refresh_runs "
+                                 "order by run_id desc limit 1").fetchone()[0]
+    assert "model.barsmith.price_bars_1d" in run_nodes and "seed.barsmith.dim_timeframe" not in run_nodes
+    assert not any(".price_bars_1d_state" in uid for uid in run_nodes), "nor the views"
+    assert any(uid.startswith("test.barsmith.assert_every_source_row_is_bar_or_reject") for uid in run_nodes)
 
 
 def test_what_time_changes_makes_dbt_run(env):
