@@ -17,6 +17,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -41,7 +42,13 @@ from .histories import day_row
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = Path(os.environ.get("BARSMITH_CITUS_BUILD", ROOT.parent / "shared" / "citus" / "build.sh"))
-PORTS = [int(p) for p in os.environ.get("CITUS_PORTS", "57101 57102 57103").split()]
+# The session's own cluster: ports below Linux's ephemeral range (32768-60999 by default; build.sh's
+# 57101-57103 lie in it, and a client connection of the suite once held 57102 as its local port when
+# the cluster started), in a base directory of its own (the ports are written there at initdb).
+# CITUS_PORTS (with CITUS_BASE, when not build.sh's default) points the tests at another cluster.
+PORTS = [int(p) for p in os.environ.get("CITUS_PORTS", "29101 29102 29103").split()]
+CITUS_BASE = os.environ.get("CITUS_BASE") or (
+    None if "CITUS_PORTS" in os.environ else str(Path(tempfile.gettempdir()) / "barsmith-citus-tests"))
 SHARD_COUNT = 4
 runner = CliRunner()
 
@@ -80,7 +87,8 @@ def citus_cluster():
     was_running = _port_open(PORTS[0])
     started = time.monotonic()
     # no LLVM bitcode: a third less build time, and the models run with jit off anyway
-    env = {"CITUS_WITH_LLVM": "no", **os.environ, "CITUS_PORTS": " ".join(map(str, PORTS))}
+    env = {"CITUS_WITH_LLVM": "no", **os.environ, "CITUS_PORTS": " ".join(map(str, PORTS)),
+           **({"CITUS_BASE": CITUS_BASE} if CITUS_BASE else {})}
     proc = subprocess.run(["bash", str(BUILD_SCRIPT)], env=env, capture_output=True, text=True, timeout=3600)
     assert proc.returncode == 0, f"build.sh failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     cluster = Cluster(PORTS, time.monotonic() - started)
