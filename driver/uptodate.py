@@ -12,8 +12,10 @@ The inputs, recorded with every green run in `barsmith_refresh_runs.signature`:
   run): its row count, newest "timestamp" and load_ts, and the sum of a 64-bit hash of every row's
   text (any insert, update or delete changes it, short of a hash collision);
 - the target schema, taken AFTER the run: the names and kinds of its relations (a table someone
-  dropped is rebuilt by dbt) and the newest entry of barsmith_run_log (a model run outside the
-  driver, by `dbt build` or another tool, makes the next refresh run).
+  dropped is rebuilt by dbt), the definitions of its views and the contents of the seed tables
+  (made again by hand or by another dbt invocation: dbt makes them again), and the newest entry
+  of barsmith_run_log (a model run outside the driver, by `dbt build` or another tool, makes the
+  next refresh run).
 
 And what only time changes: a source row later than the time the source was taken was rejected
 as future_timestamp and may be valid now. The freshness gate holds back the changed rows of stale
@@ -86,19 +88,28 @@ def source_state(conn: psycopg.Connection, source_schema: str, source_table: str
 
 
 def schema_state(conn: psycopg.Connection, schema: str) -> dict[str, Any]:
-    """The target schema's relations (names and kinds) and the newest model run it logged."""
+    """The target schema's relations (names, kinds and the definitions of its views), the contents
+    of the project's seed tables, and the newest model run it logged: a view or seed made again
+    by hand or by another dbt invocation differs."""
     names = conn.execute(
-        "select coalesce(string_agg(c.relname || ':' || c.relkind::text, ',' order by c.relname), '') "
+        "select coalesce(string_agg(c.relname || ':' || c.relkind::text || case when c.relkind in ('v', 'm') "
+        "then ':' || md5(pg_catalog.pg_get_viewdef(c.oid)) else '' end, ',' order by c.relname), '') "
         "from pg_catalog.pg_class as c join pg_catalog.pg_namespace as n on n.oid = c.relnamespace "
         "where n.nspname = %s and c.relkind in ('r', 'p', 'v', 'm', 'f')",
         (schema,),
     ).fetchone()[0]
+    digest = hashlib.sha256(names.encode())
+    for seed in sorted((PROJECT_DIR / "seeds").glob("*.csv")):  # (names from the project, not from outside)
+        if relation_exists(conn, schema, seed.stem):
+            rows = conn.execute(sql.SQL("select count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0) "
+                                        "from {} as t").format(sql.Identifier(schema, seed.stem))).fetchone()
+            digest.update(f"\n{seed.stem}:{rows[0]}:{rows[1]}".encode())
     mark = None
     if relation_exists(conn, schema, "barsmith_run_log"):
         value = conn.execute(sql.SQL("select max(recorded_at) from {}")
                              .format(sql.Identifier(schema, "barsmith_run_log"))).fetchone()[0]
         mark = value.isoformat() if value else None
-    return {"relations": hashlib.sha256(names.encode()).hexdigest(), "run_log": mark}
+    return {"relations": digest.hexdigest(), "run_log": mark}
 
 
 def signature(run_id: int, source: dict[str, Any], schema: dict[str, Any], options: dict[str, Any]) -> str:
@@ -128,8 +139,9 @@ def definitions_in_place(conn: psycopg.Connection, schema: str, last: dict[str, 
                          options: dict[str, Any]) -> bool:
     """Whether the seeds and views of the schema are those a build with `options` would re-create:
     the last run was green with the same project and options, and the schema holds the relations
-    it left (none dropped). Their data does not depend on the source: the seeds are the project's
-    files, a view reads its tables when it is queried."""
+    it left (none dropped, no view defined otherwise, no seed table changed). Their data does not
+    depend on the source: the seeds are the project's files, a view reads its tables when it is
+    queried."""
     recorded = _same_definitions(last, options)
     return bool(recorded) and (recorded.get("schema") or {}).get("relations") == \
         schema_state(conn, schema)["relations"]

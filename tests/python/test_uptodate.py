@@ -86,15 +86,23 @@ def test_nothing_new_means_no_dbt_and_the_run_is_recorded(env):
     "insert into barsmith_run_log (invocation_id, model, full_build, rows_written) values ('by-hand', 'x', false, 0)",
     # the last run failed
     "update barsmith_refresh_runs set status = 'failed' where run_id = (select max(run_id) from barsmith_refresh_runs)",
-], ids=["update-in-place", "delete", "insert", "dropped-table", "outside-run", "failed-run"])
+    # a view defined otherwise, a seed table changed (by hand, or by a dbt run of another project)
+    "do $$ begin execute 'create or replace view asset_freshness as select * from ('"
+    " || rtrim(pg_get_viewdef('asset_freshness'), ';') || ') as f where false'; end $$",
+    "delete from ema_periods where period = (select max(period) from ema_periods)",
+], ids=["update-in-place", "delete", "insert", "dropped-table", "outside-run", "failed-run", "view-redefined",
+        "seed-edited"])
 def test_every_change_makes_dbt_run(env, change, request):
     with env.connect() as conn:
         conn.execute(change)
     ran, _ = refresh()
     assert ran
     # the seeds and views in place are re-created only when the schema or the last run says so
-    full = request.node.callspec.id in ("dropped-table", "failed-run")
+    full = request.node.callspec.id in ("dropped-table", "failed-run", "view-redefined", "seed-edited")
     assert selector(env) == ("daily_refresh" if full else "daily_refresh_tables")
+    with env.connect() as conn:
+        assert conn.execute("select count(*) from asset_freshness").fetchone()[0] == 3, "the view is dbt's again"
+        assert conn.execute("select count(*) from ema_periods").fetchone()[0] == 17, "the seed is loaded again"
     with env.connect() as conn:
         assert conn.execute("select to_regclass('price_bars_multi_tf_cal_us') is not null").fetchone()[0]
     ran, _ = refresh()
