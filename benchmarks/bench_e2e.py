@@ -27,7 +27,6 @@ created on it; --prefix names them otherwise). Prints figures; asserts nothing a
 from __future__ import annotations
 
 import argparse
-import re
 import os
 import subprocess
 import sys
@@ -44,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_build import GENERATE  # noqa: E402
+from driver import config  # noqa: E402
 from driver import db as dbmod  # noqa: E402
 from driver.load import ensure_table  # noqa: E402
 
@@ -61,9 +61,14 @@ COLUMNS = ("id, name, timeopen, timeclose, timehigh, timelow, \"timestamp\", ope
 
 
 def check_name(value: str) -> str:
-    """A database name prefix: lower-case letters, digits and underscores (quoted anyway)."""
-    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", value):
-        raise argparse.ArgumentTypeError(f"{value!r}: lower-case letters, digits and _ only")
+    """A database name prefix: a plain identifier by the driver's rule (config.check_identifier),
+    at most 41 characters (room for the _scratch suffix and more)."""
+    try:
+        config.check_identifier(value, "--prefix")
+    except config.ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if len(value) > 41:
+        raise argparse.ArgumentTypeError(f"--prefix: {value!r} is longer than 41 characters")
     return value
 
 

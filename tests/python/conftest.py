@@ -66,3 +66,28 @@ def pytest_terminal_summary(terminalreporter):
     if SUMMARY.exists() and SUMMARY.stat().st_mtime >= _STARTED:
         for line in SUMMARY.read_text().splitlines():
             terminalreporter.write_line(line)
+
+
+@pytest.fixture()
+def driver_on_database(database, tmp_path, monkeypatch):
+    """The driver (in this process, CliRunner) pointed at the test database, with log, state and
+    dbt target directories of the test's own and no alert delivery."""
+    monkeypatch.setenv("BARSMITH_DB_URL", database.url)
+    monkeypatch.setenv("BARSMITH_LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.setenv("BARSMITH_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))
+    for var in ("TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID", "BARSMITH_ALERT_URL"):
+        monkeypatch.delenv(var, raising=False)
+    return database
+
+
+@pytest.fixture()
+def golden_loaded(driver_on_database, golden_dir):
+    """driver_on_database with the golden source loaded by `driver load`."""
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from driver.cli import app  # noqa: PLC0415
+
+    res = CliRunner().invoke(app, ["load", str(golden_dir / "price_histories.csv")])
+    assert res.exit_code == 0, res.output
+    return driver_on_database

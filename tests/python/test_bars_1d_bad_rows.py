@@ -399,19 +399,14 @@ def test_duplicate_key_in_a_source_without_primary_key(project):
     assert project.query("select count(*) from price_bars_1d")[0][0] == DAYS - 1
 
 
-def test_refresh_summary_names_the_rejected_ids_and_days(database, tmp_path, monkeypatch):
+def test_refresh_summary_names_the_rejected_ids_and_days(driver_on_database, tmp_path):
     """`driver refresh --bars` over ids 1 (clean), 7 (every defect) and 21 (repaired): exit 0, and
     the summary counts the rejects per reason, names ids and local days, and counts repaired_ohlc."""
     from typer.testing import CliRunner
 
     from driver.cli import app
 
-    monkeypatch.setenv("BARSMITH_DB_URL", database.url)
-    monkeypatch.setenv("BARSMITH_LOG_DIR", str(tmp_path / "logs"))
-    monkeypatch.setenv("BARSMITH_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))
-    for var in ("TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID", "BARSMITH_ALERT_URL"):
-        monkeypatch.delenv(var, raising=False)
+    database = driver_on_database
     loaded, direct, expected = corpus()
     runner = CliRunner()
     res = runner.invoke(app, ["load", str(write_csv(tmp_path / "c.csv", [r for r in loaded if r["id"] in (1, 7, 21)]))])

@@ -23,17 +23,9 @@ runner = CliRunner()
 
 
 @pytest.fixture()
-def env(database, tmp_path, monkeypatch, golden_dir):
+def env(golden_loaded):
     """A test database with the golden source loaded, and private log/state/target dirs."""
-    monkeypatch.setenv("BARSMITH_DB_URL", database.url)
-    monkeypatch.setenv("BARSMITH_LOG_DIR", str(tmp_path / "logs"))
-    monkeypatch.setenv("BARSMITH_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))
-    for var in ("TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID", "BARSMITH_ALERT_URL"):
-        monkeypatch.delenv(var, raising=False)
-    res = runner.invoke(app, ["load", str(golden_dir / "price_histories.csv")])
-    assert res.exit_code == 0, res.output
-    return database
+    return golden_loaded
 
 
 def sql(database, statement, params=None):

@@ -14,18 +14,11 @@ REFRESH = ["refresh", "--all", "--quiet", "--skip-stale-check"]  # (the golden d
 
 
 @pytest.fixture()
-def env(database, tmp_path, monkeypatch, golden_dir):
-    monkeypatch.setenv("BARSMITH_DB_URL", database.url)
-    monkeypatch.setenv("BARSMITH_LOG_DIR", str(tmp_path / "logs"))
-    monkeypatch.setenv("BARSMITH_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))
-    for var in ("TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID", "BARSMITH_ALERT_URL"):
-        monkeypatch.delenv(var, raising=False)
-    res = runner.invoke(app, ["load", str(golden_dir / "price_histories.csv")])
-    assert res.exit_code == 0, res.output
+def env(golden_loaded):
+    """The golden source loaded and built by a first refresh."""
     res = runner.invoke(app, REFRESH)
     assert res.exit_code == 0, res.output
-    return database
+    return golden_loaded
 
 
 def refresh(*extra: str) -> tuple[bool, str]:
